@@ -34,7 +34,7 @@ def test_miniature_grid_end_to_end(tmp_path):
     assert (out / 'runs' / 'random_tiny_4steps_seed1' / 'pretrain.ipynb').exists()
     res = pd.read_csv(out / 'results.csv')
     # one row per (run, task, shots, repeat): 3 runs x 1 task x 1 setting x 2 repeats
-    assert len(res) == 6 and set(res.strategy) == {'none', 'random', 'cm-gems'} and set(res.task) == {'prom_core'}
+    assert len(res) == 6 and set(res.strategy) == {'none', 'random', 'cm-gems'} and set(res.task) == {'ScerR64_prom_core'}
     assert res.accuracy.between(0, 1).all()
     table = pd.read_csv(out / 'table4_tiny_4steps.csv')
     assert list(table.strategy) == ['none', 'random', 'cm-gems']

@@ -11,4 +11,4 @@ def test_readme_is_up_to_date():
 def test_readme_gives_the_two_commands():
     text = (ROOT / 'README.md').read_text()
     assert 'genemask run --preset quick' in text
-    assert 'python -m pytest tests' in text
+    assert 'python -m pytest tests -n 2' in text
