@@ -1,6 +1,6 @@
 """Pretraining (chapter 06) as a user runs it: several processes, a run killed and resumed, the command line,
 and bad input. What the notebook cannot show well: real subprocesses, signals, torchrun, fault injection."""
-import json, os, signal, subprocess, sys, time
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +18,7 @@ from genemask.pretrain import latest_checkpoint, micro_batch_pieces, pretrain, p
 YEAST = 'ScerR64_I_GCF_*_genomic.fna.gz'
 TINY = dict(model='tiny', batch_size=4, grad_accum=2, lr=5e-3, warmup=2, max_len=64, valid_pieces=16,
             progress=False, tensorboard=False, log_every=1)
-CLI = [sys.executable, '-c', 'import sys; from genemask.pretrain import pretrain_cli; sys.exit(pretrain_cli(sys.argv[1:]))']
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+from pretrain_runs import checkpoint_step, kill_midway, resume
 
 
 @pytest.fixture(scope='module')
@@ -77,27 +76,13 @@ def test_killed_run_resumes_to_the_uninterrupted_state(data, tmp_path):
     assert ref['switch_step'] == 4
 
     out = tmp_path / 'killed'
-    proc = subprocess.Popen(CLI + pretrain_args({**run, 'out_dir': out}), env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed_at, deadline = None, time.time() + 300
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            ck = latest_checkpoint(out)
-            if ck is not None:
-                rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines() if l.endswith('}')]
-                done = max((r['step'] for r in rows if 'loss' in r), default=0)
-                if done > int(ck.name.split('-')[1]):  # midway: past the checkpoint, before the next one
-                    os.kill(proc.pid, signal.SIGKILL); killed_at = done; break
-            time.sleep(0.01)
-    finally:
-        proc.wait(timeout=60)
-    assert killed_at is not None and proc.returncode == -signal.SIGKILL, 'the run was not killed midway'
+    killed_at = kill_midway(run, out)
     assert not (out / 'summary.json').exists()
-    resume_from = int(latest_checkpoint(out).name.split('-')[1])
+    resume_from = checkpoint_step(out)
     assert 0 < resume_from < killed_at < 60
     print(f'killed after step {killed_at}, resuming from the checkpoint of step {resume_from}')
 
-    r = subprocess.run(CLI + pretrain_args({**run, 'out_dir': out}), env=ENV, capture_output=True, text=True)
+    r = resume(run, out)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['resumed'] and summary['complete'] and summary['switch_step'] == 4
