@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_experiments.ipynb #4c012efc
 from __future__ import annotations
-import copy, itertools, json, os, platform, shutil, sys, time, traceback
+import copy, functools, itertools, json, os, platform, shutil, sys, time, traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -14,9 +14,9 @@ import yaml
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'GRID_AXES', 'ELECTRA_STRATEGIES', 'RUN_NOTEBOOKS', 'STRATEGY_ORDER', 'nbs_dir', 'shared_data_dir',
            'fits', 'load_preset', 'check_preset', 'run_name', 'expand_grid', 'prepare_data', 'resolve_tasks',
-           'execute_notebook', 'run_parameters', 'execute_run', 'run_grid', 'collect_results', 'learning_curves',
-           'machine_info', 'strategy_tables', 'strategy_ttests', 'plot_steps', 'plot_doubled', 'plot_curves',
-           'write_report', 'run_experiments', 'run_cli']
+           'kernel_manager', 'execute_notebook', 'run_parameters', 'execute_run', 'run_grid', 'collect_results',
+           'learning_curves', 'machine_info', 'strategy_tables', 'strategy_ttests', 'plot_steps', 'plot_doubled',
+           'plot_curves', 'markdown_table', 'write_report', 'run_experiments', 'run_cli']
 
 # %% ../nbs/09_experiments.ipynb #66acde97
 def nbs_dir()->Path:
@@ -182,6 +182,16 @@ def resolve_tasks(cfg, genome, d, log=print)->dict:
 # %% ../nbs/09_experiments.ipynb #fda839cb
 RUN_NOTEBOOKS = {'pretrain': 'runs/pretrain_run.ipynb', 'evaluate': 'runs/evaluate_run.ipynb', 'report': 'runs/report.ipynb'}
 
+@functools.cache
+def kernel_manager():
+    "The kernel manager papermill starts kernels with: CurveZMQ-encrypted where jupyter_client offers it (ipykernel 7.3+ warns on every unencrypted start)."
+    from jupyter_client.manager import AsyncKernelManager
+    class EncryptedKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            if self.has_trait('transport_encryption'): self.transport_encryption = 'auto'
+    return EncryptedKernelManager
+
 def execute_notebook(name:str, # a key of RUN_NOTEBOOKS
                      out:str|Path, # the executed copy to write
                      params:dict, # papermill parameters
@@ -190,7 +200,7 @@ def execute_notebook(name:str, # a key of RUN_NOTEBOOKS
     import papermill as pm
     src = nbs_dir() / RUN_NOTEBOOKS[name]
     pm.execute_notebook(str(src), str(out), parameters=params, kernel_name='python3', language='python', progress_bar=False,
-                        cwd=str(cwd or Path(out).parent), log_output=False)
+                        cwd=str(cwd or Path(out).parent), log_output=False, kernel_manager_class=kernel_manager())
 
 def run_parameters(cfg:dict, run:dict, data:dict, run_dir:Path, threads:int=1)->dict:
     "The parameters of one run's two notebooks."
@@ -398,7 +408,8 @@ def _flat(df:pd.DataFrame)->pd.DataFrame:
     if isinstance(df.columns, pd.MultiIndex): df.columns = [' n='.join(map(str, c)) for c in df.columns]
     return df
 
-def _md_table(df:pd.DataFrame)->str:
+def markdown_table(df:pd.DataFrame)->str:
+    "A table (or a Table 4 analogue with (task, n) columns) as a Markdown table."
     df = _flat(df)
     if not isinstance(df.index, pd.RangeIndex): df = df.reset_index()
     head = '| ' + ' | '.join(map(str, df.columns)) + ' |\n|' + '---|' * len(df.columns) + '\n'
@@ -438,11 +449,11 @@ def write_report(out_dir:str|Path, # the grid folder
     for (arch, steps), t in sorted(tables.items(), key=lambda kv: (kv[0][1] != main_key[1], kv[0])):
         md += [f'## Few-shot {metric} (%), {arch}, {steps} pretraining steps (Table 4 analogue)\n',
                'mean ± sd over repeats and pretraining seeds; `none`: the same architecture with random weights.\n',
-               _md_table(t)]
+               markdown_table(t)]
     if len(tt):
         cols = [c for c in ('arch', 'steps', 'strategy', 'reference', 'n', 'mean_diff', 't', 'p') if c in tt]
         md += ['## Paired t-tests against random masking\n', f'Pairs: mean {metric} per (task, n) setting.\n',
-               _md_table(tt[cols].round(4))]
+               markdown_table(tt[cols].round(4))]
     if len(switches):
         md += ['## CM-GEMS switches\n', '\n'.join(f'- {r}: switched to Global at step {int(s)}' for r, s in switches.items()) + '\n']
     md += ['## Figures\n'] + [f'![{k}]({Path(v).name})\n' for k, v in files.items() if str(v).endswith('.png')]
