@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genemask.evaluate import encode, load_classifier, predict
 from genemask.models import build_model, save_checkpoint
 from genemask.tasks import load_task
+from genemask.genome import published_data_dir
 from genemask.tokenize import KmerTokenizer, load_tokenizer
 
 
@@ -48,7 +49,7 @@ def timed(fn, repeats):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--task', default='/work/shared/data/fewshot/Prom-core')
+    p.add_argument('--task', default=str((published_data_dir() or Path('missing')) / 'fewshot' / 'Prom-core'))
     p.add_argument('--repeats', type=int, default=3)
     p.add_argument('--n', type=int, default=None, help='score only the first N test sequences')
     a = p.parse_args(argv)

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from genemask.genome import build_corpus, default_genome
+from genemask.genome import build_corpus, default_genome, published_data_dir
 from genemask.npmi import count_kmers, npmi_table, write_ranking
 from genemask.pretrain import pretrain
 from genemask.evaluate import few_shot
@@ -89,7 +89,7 @@ def main(argv=None):
     ap.add_argument('--max-tokens', type=int, default=2_000_000, help='corpus size (tokens) per tokenization')
     ap.add_argument('--contenders', nargs='+', default=list(CONTENDERS))
     ap.add_argument('--no-baselines', action='store_true', help='skip the random-weights baselines')
-    ap.add_argument('--data', default='/work/shared/data/fewshot', help='folder with Prom-core and Splice-40')
+    ap.add_argument('--data', default=str((published_data_dir() or Path('missing')) / 'fewshot'), help='folder with Prom-core and Splice-40')
     ap.add_argument('--out', default='/tmp/genemask-electra-bench')
     ap.add_argument('--summarize', action='store_true', help='only print the tables of a finished run in --out')
     a = ap.parse_args(argv)

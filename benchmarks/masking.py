@@ -23,9 +23,10 @@ import torch
 
 from genemask.tokenize import KmerTokenizer, N_SPECIAL, PAD_ID, MASK_ID, CLS_ID, SEP_ID, kmer_vocab
 from genemask.masking import get_collator, STRATEGIES
+from genemask.genome import published_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RANKS = ROOT.parent / 'shared' / 'data' / 'reference' / 'grch38_chr1-3_npmi6_ranking.csv'
+DEFAULT_RANKS = (published_data_dir() or ROOT / 'missing') / 'reference' / 'grch38_chr1-3_npmi6_ranking.csv'
 
 
 def authors_genemask_loop(inputs, tokenizer, rank_of_kmer, mlm_probability=0.0176, centers=None,

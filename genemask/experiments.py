@@ -12,11 +12,11 @@ import pandas as pd
 import yaml
 
 # %% auto #0
-__all__ = ['PRESET_KEYS', 'GRID_AXES', 'ELECTRA_STRATEGIES', 'RUN_NOTEBOOKS', 'STRATEGY_ORDER', 'nbs_dir', 'shared_data_dir',
-           'fits', 'load_preset', 'check_preset', 'run_name', 'expand_grid', 'prepare_data', 'resolve_tasks',
-           'kernel_manager', 'execute_notebook', 'run_parameters', 'execute_run', 'run_grid', 'collect_results',
-           'learning_curves', 'machine_info', 'strategy_tables', 'strategy_ttests', 'plot_steps', 'plot_doubled',
-           'plot_curves', 'markdown_table', 'write_report', 'run_experiments', 'run_cli']
+__all__ = ['PRESET_KEYS', 'GRID_AXES', 'ELECTRA_STRATEGIES', 'RUN_NOTEBOOKS', 'STRATEGY_ORDER', 'nbs_dir', 'fits', 'load_preset',
+           'check_preset', 'run_name', 'expand_grid', 'prepare_data', 'resolve_tasks', 'kernel_manager',
+           'execute_notebook', 'run_parameters', 'execute_run', 'run_grid', 'collect_results', 'learning_curves',
+           'machine_info', 'strategy_tables', 'strategy_ttests', 'plot_steps', 'plot_doubled', 'plot_curves',
+           'markdown_table', 'write_report', 'run_experiments', 'run_cli']
 
 # %% ../nbs/09_experiments.ipynb #66acde97
 def nbs_dir()->Path:
@@ -26,12 +26,6 @@ def nbs_dir()->Path:
     if not (d / 'presets').is_dir():
         raise FileNotFoundError(f'{d}: genemask runs execute its notebooks; install genemask from a clone with `pip install -e .`')
     return d
-
-def shared_data_dir()->Path|None:
-    "Folder of the published few-shot sets: $GENEMASK_DATA, else `../shared/data` beside the checkout, if present."
-    for d in [os.environ.get('GENEMASK_DATA'), nbs_dir().parent.parent / 'shared' / 'data']:
-        if d and Path(d).is_dir(): return Path(d)
-    return None
 
 # %% ../nbs/09_experiments.ipynb #42a96fa9
 PRESET_KEYS = {'name', 'data', 'tasks', 'grid', 'baseline', 'jobs', 'nproc', 'pretrain', 'evaluate'}
@@ -151,7 +145,7 @@ def _genome_label(genome):
 
 def resolve_tasks(cfg, genome, d, log=print)->dict:
     "Task name -> folder for each entry of the preset's `tasks`."
-    from genemask.genome import default_annotation
+    from genemask.genome import default_annotation, published_data_dir
     out, wanted = {}, [t.split(':', 1)[1] for t in cfg['tasks'] if t.startswith('built:')]
     if wanted:
         from genemask.tasks import build_tasks, TASKS
@@ -169,7 +163,7 @@ def resolve_tasks(cfg, genome, d, log=print)->dict:
         kind, _, name = t.partition(':') if ':' in t else ('path', '', t)
         if kind == 'built': out[f"{cfg['data'].get('label') or _genome_label(genome)}_{name}"] = d / 'tasks' / name
         elif kind == 'fewshot':
-            base = shared_data_dir()
+            base = published_data_dir()
             p = base / 'fewshot' / name if base else None
             if p is None or not p.is_dir(): log(f'task {t!r}: not present here, skipped'); continue
             out[name] = p

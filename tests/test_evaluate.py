@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from shared_data import published
 from genemask.tokenize import KmerTokenizer
 from genemask.models import build_model, save_checkpoint
 from genemask import evaluate as ev
@@ -204,7 +205,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 def test_prom_core_ten_repeats_random_init(ckpt):
     "The protocol in full on the published Prom-core set (run with --slow)."
     from genemask.tasks import load_task
-    task = load_task('/work/shared/data/fewshot/Prom-core')
+    task = load_task(published('fewshot', 'Prom-core'))
     res = ev.few_shot(ckpt, task, shots=(10,), repeats=10, init='random', progress=False)
     assert len(res) == 10 and (res['n_test'] == 5920).all()
     assert len({tuple(i) for i in res['indices']}) == 10

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from shared_data import published
 from genemask.tokenize import KmerTokenizer, NucleotideTokenizer, N_SPECIAL, PAD_ID, CLS_ID, SEP_ID, UNK_ID, MASK_ID, kmer_vocab
 from genemask.masking import (STRATEGIES, MaskDraws, MaskingCollator, find_pieces, get_collator, pad_batch,
                               expected_masked_fraction)
 
 ROOT = Path(__file__).resolve().parents[1]
-RANKING = ROOT.parent / 'shared' / 'data' / 'reference' / 'grch38_chr1-3_npmi6_ranking.csv'
 V = N_SPECIAL + 4 ** 6
 NAMES = [s + x for x in ('', '-x2') for s in STRATEGIES]
 
@@ -35,9 +35,8 @@ def _random_ranks(seed=0):
 
 
 def _published():
-    if not RANKING.exists(): pytest.skip(f'{RANKING} not found')
     import pandas as pd
-    df = pd.read_csv(RANKING)
+    df = pd.read_csv(published('reference', 'grch38_chr1-3_npmi6_ranking.csv'))
     rank = dict(zip(df['ngram'], df['norm_pmi_rank_rel']))
     return torch.tensor([4097] * N_SPECIAL + [rank[s] for s in kmer_vocab(6)]), rank
 

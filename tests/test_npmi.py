@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import published
 from genemask.npmi import (count_kmers, count_sequences, kmer_pmi, load_ranks, npmi_cli, npmi_table, ranks_path,
                            revcomp_index, vocab_ranks)
 from genemask.tokenize import N_SPECIAL, kmer_vocab
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLISHED = Path('/work/shared/data/reference/grch38_chr1-3_npmi6_ranking.csv')
+RANKING = ('reference', 'grch38_chr1-3_npmi6_ranking.csv')
 MAIN = 'import sys; from genemask.cli import main; sys.exit(main(sys.argv[1:]))'
 
 
@@ -187,17 +188,17 @@ def test_long_kmers_match_brute_force(k):
 # --- rankings on disk ----------------------------------------------------------------------------------
 
 def test_published_ranking_loads():
-    r = load_ranks(PUBLISHED)
+    r = load_ranks(published(*RANKING))
     vocab = kmer_vocab(6)
     assert r.shape == (N_SPECIAL + 4096,) and (r[:N_SPECIAL] == 4097).all()
     top = [vocab[i - N_SPECIAL] for i in np.argsort(r)[:4]]
     assert top == ['CCTCCC', 'GGGAGG', 'GTGTGT', 'CCCAGC']
-    pub = pd.read_csv(PUBLISHED)
+    pub = pd.read_csv(published(*RANKING))
     assert r[N_SPECIAL + vocab.index('TCGCGA')] == pub.set_index('ngram').loc['TCGCGA', 'norm_pmi_rank_rel'] == 4096
 
 
 def test_bad_ranking_files(tmp_path):
-    pub = pd.read_csv(PUBLISHED)
+    pub = pd.read_csv(published(*RANKING))
     cases = {
         'cols.csv': pub.rename(columns={'norm_pmi_rank_rel': 'whatever', 'ngram': 'x'}),
         'short.csv': pub.iloc[:-1],
@@ -213,7 +214,7 @@ def test_bad_ranking_files(tmp_path):
     with pytest.raises(FileNotFoundError): load_ranks(tmp_path / 'none.tsv')
     np.save(tmp_path / 'r.npy', np.arange(7))
     with pytest.raises(ValueError, match='expected'): load_ranks(tmp_path / 'r.npy')
-    with pytest.raises(ValueError, match='4096 k-mers, expected all 256'): load_ranks(PUBLISHED, k=4)
+    with pytest.raises(ValueError, match='4096 k-mers, expected all 256'): load_ranks(published(*RANKING), k=4)
 
 
 # --- killed runs ---------------------------------------------------------------------------------------

