@@ -12,6 +12,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 from .tokenize import batch_encode_dna, load_tokenizer
+from .genome import atomic_write
 
 # %% auto #0
 __all__ = ['WEIGHT_FILES', 'INITS', 'check_checkpoint', 'few_shot_hparams', 'draw_shots', 'confusion', 'scores', 'device_for',
@@ -476,18 +477,6 @@ def plot_vs_steps(results:pd.DataFrame, # rows with a `steps` column (pretrainin
     return ax.figure
 
 # %% ../nbs/08_evaluate.ipynb #f7f63cc3
-def _atomic(path:Path, write):
-    "Call write(tmp_path) then move tmp_path onto `path`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp); os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
-    return path
-
 _LIST_COLS = ('indices', 'dev_curve')
 
 def save_csv(df:pd.DataFrame, # results or a table
@@ -499,14 +488,16 @@ def save_csv(df:pd.DataFrame, # results or a table
     for c in df.columns:
         if c in _LIST_COLS or df[c].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
             df[c] = df[c].map(lambda v: json.dumps(np.asarray(v).tolist()) if isinstance(v, (list, tuple, np.ndarray)) else v)
-    return _atomic(path, lambda tmp: df.to_csv(tmp, index=index))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: df.to_csv(tmp, index=index))
 
 def save_figure(fig, # a matplotlib figure
                 path:str|Path, # PNG file to write
                 dpi:int=120)->Path:
     "Write `fig` as PNG atomically and close it."
     import matplotlib.pyplot as plt
-    p = _atomic(path, lambda tmp: fig.savefig(tmp, format='png', dpi=dpi))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    p = atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=dpi))
     plt.close(fig)
     return p
 

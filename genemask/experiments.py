@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from .genome import atomic_write
 
 # %% auto #0
 __all__ = ['PRESET_KEYS', 'GRID_AXES', 'ELECTRA_STRATEGIES', 'RUN_NOTEBOOKS', 'STRATEGY_ORDER', 'nbs_dir', 'fits', 'load_preset',
@@ -229,10 +230,10 @@ def execute_run(cfg:dict, run:dict, data:dict, out_dir:Path, threads:int=1)->dic
     except Exception as e:
         info = dict(name=run['name'], status='failed', stage=stage, notebook=str(run_dir / f'{stage}.ipynb'),
                     error=f'{type(e).__name__}: {e}'[-2000:])
-        (run_dir / 'failed.json').write_text(json.dumps(info, indent=1))
+        atomic_write(run_dir / 'failed.json', json.dumps(info, indent=1))
         return info
     info = dict(name=run['name'], status='done', seconds=round(time.time() - t0, 1), params=params)
-    tmp = done.with_suffix('.tmp'); tmp.write_text(json.dumps(info, indent=1)); os.replace(tmp, done)
+    atomic_write(done, json.dumps(info, indent=1))
     return {k: v for k, v in info.items() if k != 'params'}
 
 def _random_checkpoint(run, data, path):
@@ -452,7 +453,7 @@ def write_report(out_dir:str|Path, # the grid folder
         md += ['## CM-GEMS switches\n', '\n'.join(f'- {r}: switched to Global at step {int(s)}' for r, s in switches.items()) + '\n']
     md += ['## Figures\n'] + [f'![{k}]({Path(v).name})\n' for k, v in files.items() if str(v).endswith('.png')]
     rep = out_dir / 'report.md'
-    tmp = rep.with_suffix('.tmp'); tmp.write_text('\n'.join(md)); os.replace(tmp, rep)
+    atomic_write(rep, '\n'.join(md))
     files['report'] = rep
     return files
 

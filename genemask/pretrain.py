@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 from .tokenize import CLS_ID, SEP_ID, get_tokenizer
-from .genome import Corpus
+from .genome import Corpus, atomic_write
 from .masking import get_collator, pad_batch, parse_strategy
 from .curriculum import get_curriculum
 from .models import MODEL_CONFIGS, model_config, build_model, MaskedLM, save_checkpoint, load_weights, unpad
@@ -302,10 +302,6 @@ def _barrier():
     if dist.is_initialized(): dist.barrier()
 
 # %% ../nbs/06_pretrain.ipynb #52f31736
-def _write_atomic(path:Path, text:str):
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    tmp.write_text(text); os.replace(tmp, path)
-
 def latest_checkpoint(out_dir:str|Path # a run folder
                      )->Path|None:
     "The newest complete checkpoint folder of a run, or None."
@@ -322,7 +318,7 @@ def save_training_state(out_dir:Path, step:int, model, tokenizer, state:dict, ke
     save_checkpoint(model, tokenizer, tmp)
     torch.save(state, tmp / 'trainer_state.pt')
     shutil.rmtree(path, ignore_errors=True); os.replace(tmp, path)
-    _write_atomic(ckdir / 'latest', path.name)
+    atomic_write(ckdir / 'latest', path.name)
     for old in sorted(ckdir.glob('step-*'))[:-keep]: shutil.rmtree(old, ignore_errors=True)
     return path
 
@@ -408,7 +404,7 @@ def _open_run(out_dir, cfg, overwrite):
             p = out_dir / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(run_json, json.dumps(cfg, indent=1))
+    atomic_write(run_json, json.dumps(cfg, indent=1))
     return 'fresh'
 
 # %% ../nbs/06_pretrain.ipynb #70fe418d
@@ -601,7 +597,7 @@ def pretrain(corpus, # corpus folder (or `Corpus`) from `genemask corpus`
                    param_sha256=sums)
     if is_main:
         if summary['complete']: save_checkpoint(net, tok, out_dir / 'final')
-        _write_atomic(out_dir / ('summary.json' if summary['complete'] else 'summary.partial.json'), json.dumps(summary, indent=1))
+        atomic_write(out_dir / ('summary.json' if summary['complete'] else 'summary.partial.json'), json.dumps(summary, indent=1))
     log.close(); _barrier()
     return summary
 

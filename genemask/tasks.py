@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 from .tokenize import as_dna
-from .genome import read_fasta, default_genome, default_annotation, package_file
+from .genome import read_fasta, default_genome, default_annotation, package_file, atomic_write
 
 # %% auto #0
 __all__ = ['SPLITS', 'N_POLICIES', 'PUBLISHED_CLASSES', 'SMALL_RNA_KINDS', 'TASKS', 'Split', 'Task', 'read_split', 'check_labels',
@@ -521,11 +521,6 @@ def _task_table(name, genome, sites, split, seed, fractions, block_size):
     return df
 
 # %% ../nbs/07_tasks.ipynb #d085f835
-def _json_atomic(path, obj):
-    tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_text(json.dumps(obj, indent=1, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))
-    os.replace(tmp, path)
-
 def motif_shares(df:pd.DataFrame, # a splice task table (or a frame with `sequence`, `label`)
                  width:int, # its window width
                 )->dict:
@@ -611,7 +606,7 @@ def build_tasks(fasta:str|Path, # genome FASTA (plain, gzip, BGZF)
                'tasks': {n: json.loads((p / 'task.json').read_text()) for n, p in paths.items()}}
     for v in summary['tasks'].values():
         for k in ('fasta', 'gff', 'seed', 'block_size', 'fractions'): v.pop(k, None)
-    _json_atomic(out_dir / 'summary.json', summary)
+    atomic_write(out_dir / 'summary.json', json.dumps(summary, indent=1, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))
     return paths
 
 def tasks_cli(argv:list[str]|None=None)->int:
