@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from .tokenize import N_SPECIAL, PAD_ID, MASK_ID, CLS_ID, SEP_ID, UNK_ID
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'PAPER_PROBABILITY', 'ALL_SPANS_UPTO', 'NOISE_BITS', 'parse_strategy', 'center_probability',
-           'window_reach', 'Pieces', 'find_pieces', 'spread', 'piece_counts', 'MaskDraws', 'draw_masking',
-           'replace_masked', 'random_mask', 'as_ranks', 'token_keys', 'rank_in_group', 'window_best', 'genemask_mask',
-           'nth_best', 'spaced_picks', 'global_mask', 'pad_batch', 'MaskingCollator', 'get_collator',
-           'expected_masked_fraction']
+__all__ = ['STRATEGIES', 'PAPER_PROBABILITY', 'ALL_SPANS_UPTO', 'NOISE_BITS', 'SPARSE_WALK', 'parse_strategy',
+           'center_probability', 'window_reach', 'Pieces', 'find_pieces', 'spread', 'piece_counts', 'MaskDraws',
+           'draw_masking', 'replace_masked', 'random_mask', 'as_ranks', 'token_keys', 'rank_in_group', 'window_best',
+           'genemask_mask', 'nth_best', 'finish_walk', 'spaced_picks', 'global_mask', 'pad_batch', 'MaskingCollator',
+           'get_collator', 'expected_masked_fraction']
 
 # %% ../nbs/03_masking.ipynb #08d6ef5f
 STRATEGIES = ('random', 'genemask', 'global')
@@ -228,16 +228,47 @@ def nth_best(keys:torch.Tensor, # [B, W] from `token_keys`
     bound[b[last], start[last]] = keys[b[last], j[last]]
     return bound.gather(1, pieces.start)
 
+SPARSE_WALK = 256   # `spaced_picks` finishes pairwise once at most this many positions are alive
+
+def finish_walk(keys:torch.Tensor, # [B, W] from `token_keys`
+                pieces:Pieces,
+                alive:torch.Tensor, # [B, W] bool: the few positions the walk has not decided yet
+                gap:int=10,
+               )->torch.Tensor:
+    "The picks the greedy walk makes among the `alive` positions, found pairwise (for a few positions)."
+    b, j = alive.nonzero(as_tuple=True)
+    key, start = keys[b, j], pieces.start[b, j]
+    near = (b[:, None] == b) & (start[:, None] == start) & ((j[:, None] - j).abs() <= gap)
+    ahead = near & (key < key[:, None])                          # ahead[i, i2]: i2 comes first in the walk
+    undecided, kept = torch.ones_like(b, dtype=torch.bool), torch.zeros_like(b, dtype=torch.bool)
+    while bool(undecided.any()):
+        free = undecided & ~(ahead & undecided).any(1)           # nothing undecided ahead of it: kept
+        kept |= free
+        undecided &= ~(near & free).any(1)                       # kept ones and those they suppress
+    out = torch.zeros_like(alive)
+    out[b[kept], j[kept]] = True
+    return out
+
 def spaced_picks(keys:torch.Tensor, # [B, W] from `token_keys`
                  pieces:Pieces,
                  gap:int=10, # kept positions are more than `gap` apart within a piece
                  wanted:torch.Tensor|None=None, # [B, W] picks needed per piece; None: the whole walk
                 )->tuple[torch.Tensor, torch.Tensor]:
-    "Greedy spaced picks (best key first, none within `gap` of a kept one) and the key of each piece's `wanted`-th pick."
+    """Greedy spaced picks (best key first, none within `gap` of a kept one) and the key of each piece's `wanted`-th pick.
+
+    With `wanted`, picks worse than a piece's `wanted`-th may be left out."""
     alive = pieces.real.clone() if wanted is None else pieces.real & (wanted > 0)
     v = (-keys.double()).masked_fill_(~alive, -math.inf)      # exact: keys < 2**53
     picks, bound = torch.zeros_like(alive), torch.full_like(keys, 1 << 62)
+    first = True
     while bool(alive.any()):
+        if not first and int(alive.sum()) <= SPARSE_WALK:       # a few left: finish pairwise
+            new = finish_walk(keys, pieces, alive, gap)
+            picks |= new
+            rows = new.any(1).nonzero()[:, 0]
+            if wanted is not None and len(rows):
+                bound[rows] = nth_best(keys[rows], Pieces(*(t[rows] for t in pieces)), picks[rows], wanted[rows])
+            break
         best = alive & (v == F.max_pool1d(v[:, None], 2 * gap + 1, 1, gap)[:, 0])
         picks |= best
         alive &= ~spread(best, pieces, gap, gap)
@@ -245,6 +276,7 @@ def spaced_picks(keys:torch.Tensor, # [B, W] from `token_keys`
             bound = nth_best(keys, pieces, picks, wanted)
             alive &= keys < bound
         v.masked_fill_(~alive, -math.inf)
+        first = False
     return picks, bound
 
 def global_mask(keys:torch.Tensor, # [B, W] from `token_keys`
@@ -256,9 +288,10 @@ def global_mask(keys:torch.Tensor, # [B, W] from `token_keys`
     m = piece_counts(centers, pieces)
     picks, bound = spaced_picks(keys, pieces, 2 * (k - 1), wanted=m)
     chosen = picks & (keys <= bound)
-    missing = m - piece_counts(picks, pieces)
-    short = pieces.real & (missing > 0) & ~picks                 # pieces with fewer than m spaced picks
-    if bool(short.any()): chosen |= short & (keys <= nth_best(keys, pieces, short, missing))
+    if bool((pieces.real & (m > 0) & (bound == 1 << 62)).any()):    # some piece has fewer than m spaced picks
+        missing = m - piece_counts(picks, pieces)
+        short = pieces.real & (missing > 0) & ~picks
+        chosen |= short & (keys <= nth_best(keys, pieces, short, missing))
     return spread(chosen, pieces, k - 1, k - 1)
 
 # %% ../nbs/03_masking.ipynb #669fcd3d
