@@ -265,8 +265,8 @@ def spaced_picks(keys:torch.Tensor, # [B, W] from `token_keys`
         if not first and int(alive.sum()) <= SPARSE_WALK:       # a few left: finish pairwise
             new = finish_walk(keys, pieces, alive, gap)
             picks |= new
-            rows = new.any(1).nonzero()[:, 0]
-            if wanted is not None and len(rows):
+            rows = new.any(1).nonzero()[:, 0] if wanted is not None else []
+            if len(rows):                                       # rebound the rows that gained picks
                 bound[rows] = nth_best(keys[rows], Pieces(*(t[rows] for t in pieces)), picks[rows], wanted[rows])
             break
         best = alive & (v == F.max_pool1d(v[:, None], 2 * gap + 1, 1, gap)[:, 0])
