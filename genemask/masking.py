@@ -4,21 +4,19 @@
 
 # %% ../nbs/03_masking.ipynb #66f15084
 from __future__ import annotations
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
 from .tokenize import N_SPECIAL, PAD_ID, MASK_ID, CLS_ID, SEP_ID, UNK_ID
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'PAPER_PROBABILITY', 'ALL_SPANS_UPTO', 'NOISE_BITS', 'SPARSE_WALK', 'parse_strategy',
-           'center_probability', 'window_reach', 'Pieces', 'find_pieces', 'spread', 'piece_counts', 'MaskDraws',
-           'draw_masking', 'replace_masked', 'random_mask', 'as_ranks', 'token_keys', 'rank_in_group', 'window_best',
-           'genemask_mask', 'nth_best', 'finish_walk', 'spaced_picks', 'global_mask', 'pad_batch', 'MaskingCollator',
-           'get_collator', 'expected_masked_fraction']
+__all__ = ['STRATEGIES', 'PAPER_PROBABILITY', 'ALL_SPANS_UPTO', 'NOISE_BITS', 'PAIRWISE_WALK', 'parse_strategy',
+           'center_probability', 'window_reach', 'Pieces', 'find_pieces', 'spans', 'spread', 'piece_counts',
+           'MaskDraws', 'draw_masking', 'replace_masked', 'random_mask', 'as_ranks', 'token_keys', 'rank_in_group',
+           'window_best', 'genemask_mask', 'window_min', 'walk', 'rank_in_pieces', 'spaced_picks', 'best_n',
+           'global_mask', 'pad_batch', 'MaskingCollator', 'get_collator', 'expected_masked_fraction']
 
 # %% ../nbs/03_masking.ipynb #08d6ef5f
 STRATEGIES = ('random', 'genemask', 'global')
@@ -48,11 +46,27 @@ def window_reach(k:int=6)->tuple[int, int]:
     return (k - 1) // 2, k // 2
 
 # %% ../nbs/03_masking.ipynb #75885919
-class Pieces(NamedTuple):
-    "Where the real k-mers of a padded batch are: `real` [B, W] bool, and each position's piece `start`, `end`."
-    real: torch.Tensor
-    start: torch.Tensor
-    end: torch.Tensor
+class Pieces:
+    "Where the real k-mers of a padded batch are: `real` [B, W] bool, and each real position's piece `start`, `end`."
+    def __init__(self, real:torch.Tensor, start:torch.Tensor, end:torch.Tensor|None=None):
+        self.real, self.start, self._end = real, start, end
+
+    @property
+    def end(self)->torch.Tensor:
+        "Last position of each real position's piece (computed when first asked: Global does not need it)."
+        if self._end is None:
+            W = self.real.shape[1]
+            pos = torch.arange(W, device=self.real.device)
+            self._end = (~self.real * (pos - W) + W).flip(1).cummin(1).values.flip(1) - self.real.long()
+        return self._end
+
+    @property
+    def flat_start(self)->torch.Tensor:
+        "[B * W] int64: each real position's piece start in the flattened batch, `b * W + start` (cached)."
+        if not hasattr(self, '_flat_start'):
+            B, W = self.real.shape
+            self._flat_start = (self.start + torch.arange(0, B * W, W, device=self.real.device)[:, None]).view(-1)
+        return self._flat_start
 
 def find_pieces(input_ids:torch.Tensor, # [B, W] token ids, padded
                 attention_mask:torch.Tensor|None=None, # [B, W], 0 on padding; optional
@@ -60,27 +74,31 @@ def find_pieces(input_ids:torch.Tensor, # [B, W] token ids, padded
     "The maximal runs of non-special tokens in every row."
     real = input_ids >= N_SPECIAL
     if attention_mask is not None: real = real & attention_mask.bool()
-    B, W = real.shape
-    pos = torch.arange(W, device=real.device).expand(B, W)
-    first = real & ~F.pad(real[:, :-1], (1, 0), value=False)
-    last = real & ~F.pad(real[:, 1:], (0, 1), value=False)
-    start = torch.where(first, pos, 0).cummax(1).values
-    end = torch.where(last, pos, W).flip(1).cummin(1).values.flip(1)
-    return Pieces(real, start, end)
+    other = ~real
+    pos = torch.arange(1, real.shape[1] + 1, device=real.device)
+    return Pieces(real, (other * pos).cummax(1).values - other.long())    # after the last non-real position
 
 # %% ../nbs/03_masking.ipynb #7479a605
+def spans(pieces:Pieces,
+          at:torch.Tensor, # [n] flat positions b * W + c of the marks (real positions)
+          left:int, right:int, # a mark at c covers c-left .. c+right, clipped to its piece
+         )->torch.Tensor:
+    "[B, W] bool: the positions covered by the spans of the marks."
+    fs = pieces.flat_start                                  # (index_select/take: cheaper than [] on small lists)
+    start = fs.index_select(0, at)[:, None]
+    pos = torch.maximum(at[:, None] + torch.arange(-left, right + 1, device=at.device), start).clamp_(max=len(fs) - 1)
+    inside = torch.take(fs, pos) == start                   # outside the piece: the mark again
+    out = torch.zeros_like(pieces.real)
+    out.view(-1).index_fill_(0, torch.where(inside, pos, at[:, None]).view(-1), True)
+    return out
+
 def spread(marks:torch.Tensor, # [B, W] bool, marks on real positions
            pieces:Pieces, # from `find_pieces`
            left:int, # a mark at c covers c-left ..
            right:int, # .. c+right
           )->torch.Tensor:
     "Every real position within `left`/`right` of a mark in the same piece (the marks included)."
-    B, W = marks.shape
-    pos = torch.arange(W, device=marks.device)
-    count = F.pad(marks.to(torch.int32).cumsum(1, dtype=torch.int32), (1, 0))   # count[:, j] = marks before j
-    lo = torch.maximum(pos - right, pieces.start)
-    hi = torch.minimum(pos + left, pieces.end).clamp(max=W - 1) + 1
-    return pieces.real & (count.gather(1, hi) > count.gather(1, lo))
+    return spans(pieces, (marks & pieces.real).view(-1).nonzero()[:, 0], left, right)
 
 def piece_counts(marks:torch.Tensor, # [B, W] bool
                  pieces:Pieces,
@@ -94,36 +112,36 @@ NOISE_BITS = 24   # random tie-break between tokens of equal rank
 
 @dataclass
 class MaskDraws:
-    "The random draws of one batch; the masked positions are a deterministic function of these."
+    "The random draws of one batch that decide where to mask; the masked positions are a deterministic function of these."
     centers: torch.Tensor      # [B, W] bool: drawn centers (real positions only)
     noise: torch.Tensor|None   # [B, W] int64 in [0, 2**NOISE_BITS): tie-break between equal ranks
-    replace: torch.Tensor      # [B, W] float in [0, 1): < 0.8 -> [MASK], < 0.9 -> random k-mer, else keep
-    random_ids: torch.Tensor   # [B, W] int64 k-mer ids for the random replacements
 
 def draw_masking(pieces:Pieces, # where the real tokens are
                  p:float, # probability that a real position is a center
-                 vocab_size:int, # random replacements are drawn from N_SPECIAL .. vocab_size-1
                  generator:torch.Generator|None=None, # for reproducible draws (on the batch's device)
                  noise:bool=True, # draw the tie-break noise (PMI strategies need it)
                 )->MaskDraws:
-    "Draw the centers, tie-break noise and replacements of one batch."
+    "Draw the centers and the tie-break noise of one batch."
     shape, dev = pieces.real.shape, pieces.real.device
     centers = (torch.rand(shape, generator=generator, device=dev) < p) & pieces.real
     nz = torch.randint(0, 1 << NOISE_BITS, shape, generator=generator, device=dev) if noise else None
-    replace = torch.rand(shape, generator=generator, device=dev)
-    random_ids = torch.randint(N_SPECIAL, vocab_size, shape, generator=generator, device=dev)
-    return MaskDraws(centers, nz, replace, random_ids)
+    return MaskDraws(centers, nz)
 
 # %% ../nbs/03_masking.ipynb #bf858ebd
 def replace_masked(input_ids:torch.Tensor, # [B, W] original ids
                    mask:torch.Tensor, # [B, W] bool, positions to mask
-                   draws:MaskDraws,
+                   vocab_size:int, # random replacements are drawn from N_SPECIAL .. vocab_size-1
+                   generator:torch.Generator|None=None, # for reproducible draws (on the batch's device)
                   )->tuple[torch.Tensor, torch.Tensor]:
     "The masked inputs and the labels (-100 outside the mask)."
     labels = torch.where(mask, input_ids, -100)
-    out = torch.where(mask & (draws.replace >= 0.8) & (draws.replace < 0.9), draws.random_ids, input_ids)
-    out = torch.where(mask & (draws.replace < 0.8), MASK_ID, out)
-    return out, labels
+    out = input_ids.clone(memory_format=torch.contiguous_format)
+    at = mask.reshape(-1).nonzero()[:, 0]
+    u = torch.rand(len(at), generator=generator, device=at.device)
+    new = torch.randint(N_SPECIAL, vocab_size, (len(at),), generator=generator, device=at.device)
+    flat = out.view(-1)
+    flat.index_copy_(0, at, torch.where(u < 0.8, MASK_ID, torch.where(u < 0.9, new, flat.index_select(0, at))))
+    return out, labels                                      # 80 % [MASK], 10 % a random k-mer, 10 % kept
 
 # %% ../nbs/03_masking.ipynb #4460eeb8
 def random_mask(pieces:Pieces,
@@ -163,40 +181,37 @@ def token_keys(input_ids:torch.Tensor, # [B, W]
     if int(ranks.max()).bit_length() + NOISE_BITS + pos_bits > 53:
         raise ValueError(f'rows of {W} positions are too long for exact keys with ranks up to {int(ranks.max())}')
     pos = torch.arange(W, device=input_ids.device).expand(B, W)
-    r = ranks[pos.clamp(max=len(ranks) - 1)] if legacy_position_lookup else ranks[input_ids]
+    ids = pos.clamp(max=len(ranks) - 1) if legacy_position_lookup else input_ids
+    r = ranks.index_select(0, ids.reshape(-1)).view(B, W)
     key = (((r << NOISE_BITS) | noise) << pos_bits) | pos
     return torch.where(pieces.real, key, (1 << 53) - 1)
 
 # %% ../nbs/03_masking.ipynb #25a462c2
-def rank_in_group(group:torch.Tensor, # [n] int64 group id of each element
+def rank_in_group(group:torch.Tensor, # [n] int64 group id of each element, >= 0
                   key:torch.Tensor, # [n] sort key (smaller first); ties keep the input order
                  )->torch.Tensor:
     "0-based place of each element when its group is sorted by `key`."
     n = len(group)
-    if n == 0: return group.clone()
-    order = key.argsort(stable=True)
-    order = order[group[order].argsort(stable=True)]
-    g = group[order]
     t = torch.arange(n, device=group.device)
-    first = torch.ones(n, dtype=torch.bool, device=group.device)
-    first[1:] = g[1:] != g[:-1]
-    out = torch.empty_like(t)
-    out[order] = t - torch.where(first, t, 0).cummax(0).values
-    return out
+    by_key = torch.empty_like(t)
+    by_key[key.argsort(stable=True)] = t                     # place of each element in key order
+    sorted_, order = (group * n + by_key).sort()             # by group, then key: one sort of unique values
+    place = torch.empty_like(t)
+    place[order] = t
+    return place - torch.searchsorted(sorted_, group * n)    # minus the place of the group's first element
 
 def window_best(keys:torch.Tensor, # [B, W] from `token_keys`
                 pieces:Pieces,
-                centers:torch.Tensor, # [B, W] bool
+                centers:torch.Tensor, # [B, W] bool, on real positions
                 k:int=6,
-               )->tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    "Row, position and best-keyed window position `q` of every center (its window clipped to the piece)."
-    b, c = centers.nonzero(as_tuple=True)
-    left, right = window_reach(k)
-    off = torch.arange(-left, right + 1, device=keys.device)
-    pos = c[:, None] + off
-    inside = (pos >= pieces.start[b, c][:, None]) & (pos <= pieces.end[b, c][:, None])
-    kw = keys[b[:, None], pos.clamp(0, keys.shape[1] - 1)].masked_fill(~inside, 1 << 62)
-    return b, c, c + off[kw.argmin(1)]
+               )->tuple[torch.Tensor, torch.Tensor]:
+    "Flat positions (b * W + c, increasing) of the centers, and of the best-keyed position `q` of each one's window."
+    at = centers.reshape(-1).nonzero()[:, 0]
+    fs, left, right = pieces.flat_start, *window_reach(k)
+    pos = (at[:, None] + torch.arange(-left, right + 1, device=at.device)).clamp(0, len(fs) - 1)
+    inside = torch.take(fs, pos) == fs.index_select(0, at)[:, None]          # the window clipped to the piece
+    kw = torch.where(inside, torch.take(keys.view(-1), pos), 1 << 62)
+    return at, pos.gather(1, kw.argmin(1, keepdim=True))[:, 0]
 
 def genemask_mask(keys:torch.Tensor, # [B, W] from `token_keys`
                   pieces:Pieces,
@@ -205,79 +220,106 @@ def genemask_mask(keys:torch.Tensor, # [B, W] from `token_keys`
                   all_spans_upto:int=ALL_SPANS_UPTO, # pieces with at most this many centers span every center
                  )->torch.Tensor:
     "GeneMask's masked positions: every center's window, plus the PMI span of the best half of the centers."
-    b, c, q = window_best(keys, pieces, centers, k)
-    n = piece_counts(centers, pieces)[b, c]
+    at, q = window_best(keys, pieces, centers, k)
+    group = pieces.flat_start.index_select(0, at)
+    n = torch.bincount(group, minlength=centers.numel()).index_select(0, group)     # centers in the piece
     quota = torch.where(n <= all_spans_upto, n, (n + 1) // 2)
-    chosen = rank_in_group(b * keys.shape[1] + pieces.start[b, c], keys[b, q]) < quota
-    marks = torch.zeros_like(centers)
-    marks[b[chosen], q[chosen]] = True
-    return random_mask(pieces, centers, k) | spread(marks, pieces, k - 1, k - 1)
+    chosen = rank_in_group(group, keys.view(-1).index_select(0, q)) < quota
+    return spans(pieces, at, *window_reach(k)) | spans(pieces, q.masked_select(chosen), k - 1, k - 1)
 
 # %% ../nbs/03_masking.ipynb #d093e6ba
-def nth_best(keys:torch.Tensor, # [B, W] from `token_keys`
-             pieces:Pieces,
-             marks:torch.Tensor, # [B, W] bool
-             n:torch.Tensor, # [B, W] int: n for each position's piece
-            )->torch.Tensor:
-    "For every position, the key of the n-th best marked position of its piece (2**62 where there are fewer)."
-    W = keys.shape[1]
-    b, j = marks.nonzero(as_tuple=True)
-    start = pieces.start[b, j]
-    last = rank_in_group(b * W + start, keys[b, j]) == n[b, j] - 1
-    bound = torch.full_like(keys, 1 << 62)
-    bound[b[last], start[last]] = keys[b[last], j[last]]
-    return bound.gather(1, pieces.start)
+def window_min(x:torch.Tensor, # [B, W] int64
+               gap:int, # the window is j-gap .. j+gap
+              )->torch.Tensor:
+    "Minimum of `x` over the window j-gap .. j+gap of every position (exact for int64: minimum of shifted copies)."
+    W = x.shape[1]
+    m, w = F.pad(x, (gap, gap), value=1 << 62), 1
+    while 2 * w <= 2 * gap + 1:                                  # m[:, i] = min over w values from i
+        m, w = torch.minimum(m[:, :-w], m[:, w:]), 2 * w
+    return torch.minimum(m[:, :W], m[:, 2 * gap + 1 - w:2 * gap + 1 - w + W])
 
-SPARSE_WALK = 256   # `spaced_picks` finishes pairwise once at most this many positions are alive
+PAIRWISE_WALK = 96   # `walk` compares all pairs up to this many elements, else only neighbours in the list
 
-def finish_walk(keys:torch.Tensor, # [B, W] from `token_keys`
-                pieces:Pieces,
-                alive:torch.Tensor, # [B, W] bool: the few positions the walk has not decided yet
-                gap:int=10,
-               )->torch.Tensor:
-    "The picks the greedy walk makes among the `alive` positions, found pairwise (for a few positions)."
-    b, j = alive.nonzero(as_tuple=True)
-    key, start = keys[b, j], pieces.start[b, j]
-    near = (b[:, None] == b) & (start[:, None] == start) & ((j[:, None] - j).abs() <= gap)
-    ahead = near & (key < key[:, None])                          # ahead[i, i2]: i2 comes first in the walk
-    undecided, kept = torch.ones_like(b, dtype=torch.bool), torch.zeros_like(b, dtype=torch.bool)
+def walk(key:torch.Tensor, # [n] sort keys (smaller first)
+         group:torch.Tensor, # [n] piece of each element; the list is sorted by (group, position)
+         at:torch.Tensor, # [n] positions, distinct within a group
+         gap:int=10,
+        )->torch.Tensor:
+    "[n] bool: the elements the greedy walk keeps (best key first, none within `gap` of a kept one)."
+    n = len(key)
+    if n <= PAIRWISE_WALK:                                          # near[i, i2]: same piece, within gap (i2 == i too)
+        near = (group[:, None] == group) & ((at[:, None] - at).abs() <= gap)
+        ahead, nb = near & (key < key[:, None]), None                # ahead[i, i2]: i2 comes first in the walk
+    else:                                                           # within `gap` positions: within `gap` places
+        idx = torch.arange(n, device=key.device)[:, None] + torch.arange(-gap, gap + 1, device=key.device)
+        nb = idx.clamp(0, n - 1)
+        near = (idx == nb) & (torch.take(group, nb) == group[:, None]) & ((torch.take(at, nb) - at[:, None]).abs() <= gap)
+        ahead = near & (torch.take(key, nb) < key[:, None])
+    on = (lambda x: x) if nb is None else (lambda x: torch.take(x, nb))   # a per-element flag, seen from every row
+    kept, undecided = torch.zeros_like(key, dtype=torch.bool), torch.ones_like(key, dtype=torch.bool)
     while bool(undecided.any()):
-        free = undecided & ~(ahead & undecided).any(1)           # nothing undecided ahead of it: kept
+        free = undecided & ~(ahead & on(undecided)).any(1)          # nothing undecided ahead of it: kept
         kept |= free
-        undecided &= ~(near & free).any(1)                       # kept ones and those they suppress
-    out = torch.zeros_like(alive)
-    out[b[kept], j[kept]] = True
-    return out
+        undecided &= ~(near & on(free)).any(1)                       # it and those it suppresses are decided
+    return kept
+
+def rank_in_pieces(at:torch.Tensor, # [n] flat positions b * W + j, increasing
+                   pieces:Pieces,
+                   keys:torch.Tensor, # [B, W] from `token_keys`
+                  )->torch.Tensor:
+    "`rank_in_group` by piece for a list of positions in flat order, with one sort (the positions break ties)."
+    B, W = keys.shape
+    group, key = pieces.flat_start.index_select(0, at), keys.view(-1).index_select(0, at)
+    pos_bits = max(W - 1, 1).bit_length()
+    if (B * W - 1).bit_length() + 53 - pos_bits > 63: return rank_in_group(group, key)
+    order = ((group << 53 - pos_bits) | (key >> pos_bits)).argsort(stable=True)
+    place = torch.empty_like(order).scatter_(0, order, torch.arange(len(at), device=at.device))
+    return place - torch.searchsorted(group, group)                 # the list holds each piece contiguously
 
 def spaced_picks(keys:torch.Tensor, # [B, W] from `token_keys`
                  pieces:Pieces,
                  gap:int=10, # kept positions are more than `gap` apart within a piece
-                 wanted:torch.Tensor|None=None, # [B, W] picks needed per piece; None: the whole walk
-                )->tuple[torch.Tensor, torch.Tensor]:
-    """Greedy spaced picks (best key first, none within `gap` of a kept one) and the key of each piece's `wanted`-th pick.
+                 wanted:torch.Tensor|None=None, # [B * W] picks needed per piece, at the piece's flat start b * W + start
+                )->torch.Tensor:
+    """Flat positions (b * W + j, sorted) of the greedy spaced picks: best key first, none within `gap` of a kept one.
 
-    With `wanted`, picks worse than a piece's `wanted`-th may be left out."""
-    alive = pieces.real.clone() if wanted is None else pieces.real & (wanted > 0)
-    v = (-keys.double()).masked_fill_(~alive, -math.inf)      # exact: keys < 2**53
-    picks, bound = torch.zeros_like(alive), torch.full_like(keys, 1 << 62)
-    first = True
-    while bool(alive.any()):
-        if not first and int(alive.sum()) <= SPARSE_WALK:       # a few left: finish pairwise
-            new = finish_walk(keys, pieces, alive, gap)
-            picks |= new
-            rows = new.any(1).nonzero()[:, 0] if wanted is not None else []
-            if len(rows):                                       # rebound the rows that gained picks
-                bound[rows] = nth_best(keys[rows], Pieces(*(t[rows] for t in pieces)), picks[rows], wanted[rows])
-            break
-        best = alive & (v == F.max_pool1d(v[:, None], 2 * gap + 1, 1, gap)[:, 0])
-        picks |= best
-        alive &= ~spread(best, pieces, gap, gap)
-        if wanted is not None:                                  # only the `wanted` best picks matter
-            bound = nth_best(keys, pieces, picks, wanted)
-            alive &= keys < bound
-        v.masked_fill_(~alive, -math.inf)
-        first = False
-    return picks, bound
+    With `wanted`, only each piece's first `wanted` picks."""
+    B, W = keys.shape
+    real, flat_keys, fs = pieces.real.view(-1), keys.view(-1), pieces.flat_start
+    take = lambda x, i: x.index_select(0, i)                            # x[i], cheaper on small lists
+    first = real & (flat_keys == window_min(keys, gap).view(-1))      # the best within +-gap: certainly kept
+    alive = real
+    if wanted is not None:                                              # only picks up to each piece's wanted-th matter
+        at = first.nonzero()[:, 0]
+        last = (rank_in_pieces(at, pieces, keys) == take(wanted, take(fs, at)) - 1).nonzero()[:, 0]
+        limit = torch.where(wanted > 0, (1 << 62) - 1, -1)              # -1: nothing wanted; 2**62-1: no limit yet
+        limit.index_copy_(0, take(fs, take(at, last)), take(flat_keys, take(at, last)))
+        alive = real & (flat_keys <= limit.view(B, W).gather(1, pieces.start).view(-1))
+    fat = (alive & first).nonzero()[:, 0]                               # the first picks, and the others
+    rest = (alive & ~first).nonzero()[:, 0]
+    if len(fat) and len(rest):                                          # decided: those within gap of a first pick
+        i, group, fgroup = torch.searchsorted(fat, rest), take(fs, rest), take(fs, fat)
+        near = lambda x: (take(fgroup, x) == group) & ((take(fat, x) - rest).abs() <= gap)
+        rest = rest.masked_select(~(near(i.clamp(max=len(fat) - 1)) | near((i - 1).clamp(min=0))))
+    if len(rest):                                                       # the rest: walk
+        rest = rest.masked_select(walk(take(flat_keys, rest), take(fs, rest), rest, gap))
+        fat = torch.cat([fat, rest]).sort().values
+    if wanted is not None:
+        fat = fat.masked_select(rank_in_pieces(fat, pieces, keys) < take(wanted, take(fs, fat)))
+    return fat
+
+def best_n(keys:torch.Tensor, # [B, W] from `token_keys`
+           pieces:Pieces,
+           marks:torch.Tensor, # [B, W] bool
+           n:torch.Tensor, # [B, W] int: n for each position's piece
+          )->torch.Tensor:
+    "The `n` best-keyed marked positions of every piece (all of them where there are fewer)."
+    W = keys.shape[1]
+    b, j = marks.nonzero(as_tuple=True)
+    keep = rank_in_group(b * W + pieces.start[b, j], keys[b, j]) < n[b, j]
+    out = torch.zeros_like(marks)
+    out[b[keep], j[keep]] = True
+    return out
 
 def global_mask(keys:torch.Tensor, # [B, W] from `token_keys`
                 pieces:Pieces,
@@ -285,14 +327,18 @@ def global_mask(keys:torch.Tensor, # [B, W] from `token_keys`
                 k:int=6,
                )->torch.Tensor:
     "Global's masked positions: the PMI spans of the m best, preferably non-overlapping, positions of each piece."
-    m = piece_counts(centers, pieces)
-    picks, bound = spaced_picks(keys, pieces, 2 * (k - 1), wanted=m)
-    chosen = picks & (keys <= bound)
-    if bool((pieces.real & (m > 0) & (bound == 1 << 62)).any()):    # some piece has fewer than m spaced picks
-        missing = m - piece_counts(picks, pieces)
-        short = pieces.real & (missing > 0) & ~picks
-        chosen |= short & (keys <= nth_best(keys, pieces, short, missing))
-    return spread(chosen, pieces, k - 1, k - 1)
+    B, W = keys.shape
+    c = (centers & pieces.real).view(-1).nonzero()[:, 0]
+    m = torch.bincount(pieces.flat_start.index_select(0, c), minlength=B * W)   # centers per piece, at its flat start
+    at = spaced_picks(keys, pieces, 2 * (k - 1), wanted=m)
+    if len(at) < len(c):                                                # some piece has fewer than m spaced picks
+        chosen = torch.zeros_like(centers)
+        chosen.view(-1)[at] = True
+        mm = m.view(B, W).gather(1, pieces.start)
+        missing = mm - piece_counts(chosen, pieces)
+        chosen |= best_n(keys, pieces, pieces.real & (missing > 0) & ~chosen, missing)
+        at = chosen.view(-1).nonzero()[:, 0]
+    return spans(pieces, at, k - 1, k - 1)
 
 # %% ../nbs/03_masking.ipynb #669fcd3d
 def pad_batch(examples:list, # dicts with 'input_ids', or the id sequences themselves
@@ -344,7 +390,7 @@ class MaskingCollator:
 
     def draw(self, pieces:Pieces, generator=None)->MaskDraws:
         "All random draws for a batch (see `draw_masking`)."
-        return draw_masking(pieces, self.mlm_probability, self.vocab_size, generator, noise=self.base != 'random')
+        return draw_masking(pieces, self.mlm_probability, generator, noise=self.base != 'random')
 
     def positions(self, input_ids:torch.Tensor, pieces:Pieces, draws:MaskDraws)->torch.Tensor:
         "The masked positions [B, W] bool, a deterministic function of the draws."
@@ -362,11 +408,13 @@ class MaskingCollator:
         "Masked input ids and labels for an already padded batch."
         input_ids = torch.as_tensor(input_ids).long()
         if input_ids.ndim != 2: raise ValueError(f'input_ids must be [batch, width], got shape {tuple(input_ids.shape)}')
-        if input_ids.numel() and (int(input_ids.max()) >= self.vocab_size or int(input_ids.min()) < 0):
-            raise ValueError(f'input_ids must be in 0..{self.vocab_size - 1}, got {int(input_ids.min())}..{int(input_ids.max())}')
+        if input_ids.numel():
+            lo, hi = (int(v) for v in torch.aminmax(input_ids))
+            if lo < 0 or hi >= self.vocab_size: raise ValueError(f'input_ids must be in 0..{self.vocab_size - 1}, got {lo}..{hi}')
         pieces = find_pieces(input_ids, None if attention_mask is None else torch.as_tensor(attention_mask))
-        draws = self.draw(pieces, generator if generator is not None else self.generator(input_ids.device))
-        return replace_masked(input_ids, self.positions(input_ids, pieces, draws), draws)
+        generator = generator if generator is not None else self.generator(input_ids.device)
+        mask = self.positions(input_ids, pieces, self.draw(pieces, generator))
+        return replace_masked(input_ids, mask, self.vocab_size, generator)
 
     def __call__(self, examples:list)->dict:
         input_ids, attention_mask = pad_batch(examples)

@@ -148,8 +148,7 @@ def test_packed_row_equals_pieces_one_per_row():
                 out = torch.full(single.shape, fill, dtype=x.dtype)
                 out[[w[0] for w in where], [w[1] for w in where]] = x[0, src]
                 return out
-            sd = MaskDraws(move(d.centers, False), move(d.noise, 0) if d.noise is not None else None,
-                           move(d.replace, 1.0), move(d.random_ids, N_SPECIAL))
+            sd = MaskDraws(move(d.centers, False), move(d.noise, 0) if d.noise is not None else None)
             m_packed = coll.positions(packed, pk, d)[0, src]
             m_single = coll.positions(single, find_pieces(single), sd)[[w[0] for w in where], [w[1] for w in where]]
             assert torch.equal(m_packed, m_single), name
@@ -239,7 +238,7 @@ def test_cuda_matches_cpu(name):
         coll = MaskingCollator(name, 0.05, _random_ranks())
         pieces = find_pieces(ids, att)
         d = coll.draw(pieces, g)
-        dd = MaskDraws(*(None if x is None else x.to(dev) for x in (d.centers, d.noise, d.replace, d.random_ids)))
+        dd = MaskDraws(*(None if x is None else x.to(dev) for x in (d.centers, d.noise)))
         gpu = coll.positions(ids.to(dev), find_pieces(ids.to(dev), att.to(dev)), dd)
         assert torch.equal(coll.positions(ids, pieces, d), gpu.cpu())
     seeded = get_collator(name, ranks=_random_ranks(), seed=0)
