@@ -288,15 +288,14 @@ def spaced_picks(keys:torch.Tensor, # [B, W] from `token_keys`
     real, flat_keys, fs = pieces.real.view(-1), keys.view(-1), pieces.flat_start
     take = lambda x, i: x.index_select(0, i)                            # x[i], cheaper on small lists
     first = real & (flat_keys == window_min(keys, gap).view(-1))      # the best within +-gap: certainly kept
-    alive = real
-    if wanted is not None:                                              # only picks up to each piece's wanted-th matter
-        at = first.nonzero()[:, 0]
-        last = (rank_in_pieces(at, pieces, keys) == take(wanted, take(fs, at)) - 1).nonzero()[:, 0]
+    fat = first.nonzero()[:, 0]                                         # the first picks, and the others
+    if wanted is None: rest = (real & ~first).nonzero()[:, 0]
+    else:                                                               # only picks up to each piece's wanted-th matter
+        last = (rank_in_pieces(fat, pieces, keys) == take(wanted, take(fs, fat)) - 1).nonzero()[:, 0]
         limit = torch.where(wanted > 0, (1 << 62) - 1, -1)              # -1: nothing wanted; 2**62-1: no limit yet
-        limit.index_copy_(0, take(fs, take(at, last)), take(flat_keys, take(at, last)))
-        alive = real & (flat_keys <= limit.view(B, W).gather(1, pieces.start).view(-1))
-    fat = (alive & first).nonzero()[:, 0]                               # the first picks, and the others
-    rest = (alive & ~first).nonzero()[:, 0]
+        limit.index_copy_(0, take(fs, take(fat, last)), take(flat_keys, take(fat, last)))
+        fat = fat.masked_select(take(flat_keys, fat) <= take(limit, take(fs, fat)))
+        rest = (real & ~first & (flat_keys <= limit.view(B, W).gather(1, pieces.start).view(-1))).nonzero()[:, 0]
     if len(fat) and len(rest):                                          # decided: those within gap of a first pick
         i, group, fgroup = torch.searchsorted(fat, rest), take(fs, rest), take(fs, fat)
         near = lambda x: (take(fgroup, x) == group) & ((take(fat, x) - rest).abs() <= gap)
