@@ -222,8 +222,8 @@ def test_dataloader_workers_reproducible_and_distinct():
     assert not torch.equal(run1[0], run1[1])                                     # worker 0 and 1 differ
     run3 = _loader_labels(coll, rows, 2, seed=1)                                 # another epoch / loader seed
     assert not all(torch.equal(x, y) for x, y in zip(run1, run3))
-    masks = torch.cat(run1).ne(-100)
-    assert len({tuple(r.tolist()) for r in masks}) == len(masks)                 # no two rows share a mask
+    masks = [r for r in torch.cat(run1).ne(-100) if r.any()]                     # (a row draws no center 1 time in 20)
+    assert len(masks) >= 12 and len({tuple(r.tolist()) for r in masks}) == len(masks)   # no two rows share a mask
 
 
 # --- devices -----------------------------------------------------------------------------------------------
