@@ -13,10 +13,10 @@ from .tokenize import N_SPECIAL, PAD_ID, MASK_ID, CLS_ID, SEP_ID, UNK_ID
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'PAPER_PROBABILITY', 'ALL_SPANS_UPTO', 'NOISE_BITS', 'PAIRWISE_WALK', 'parse_strategy',
-           'center_probability', 'window_reach', 'Pieces', 'find_pieces', 'spans', 'spread', 'piece_counts',
-           'MaskDraws', 'draw_masking', 'replace_masked', 'random_mask', 'as_ranks', 'token_keys', 'rank_in_group',
-           'window_best', 'genemask_mask', 'window_min', 'walk', 'rank_in_pieces', 'spaced_picks', 'best_n',
-           'global_mask', 'pad_batch', 'MaskingCollator', 'get_collator', 'expected_masked_fraction']
+           'center_probability', 'window_reach', 'Pieces', 'find_pieces', 'spans', 'spread', 'per_piece',
+           'piece_counts', 'MaskDraws', 'draw_masking', 'replace_masked', 'random_mask', 'as_ranks', 'token_keys',
+           'rank_in_group', 'window_best', 'genemask_mask', 'window_min', 'walk', 'rank_in_pieces', 'spaced_picks',
+           'best_n', 'global_mask', 'pad_batch', 'MaskingCollator', 'get_collator', 'expected_masked_fraction']
 
 # %% ../nbs/03_masking.ipynb #08d6ef5f
 STRATEGIES = ('random', 'genemask', 'global')
@@ -99,6 +99,12 @@ def spread(marks:torch.Tensor, # [B, W] bool, marks on real positions
           )->torch.Tensor:
     "Every real position within `left`/`right` of a mark in the same piece (the marks included)."
     return spans(pieces, (marks & pieces.real).view(-1).nonzero()[:, 0], left, right)
+
+def per_piece(pieces:Pieces,
+              at:torch.Tensor, # [n] flat positions b * W + c (real positions)
+             )->torch.Tensor:
+    "[B * W] int64: how many of the positions `at` each piece holds, at the piece's flat start."
+    return torch.bincount(pieces.flat_start.index_select(0, at), minlength=pieces.real.numel())
 
 def piece_counts(marks:torch.Tensor, # [B, W] bool
                  pieces:Pieces,
@@ -222,7 +228,7 @@ def genemask_mask(keys:torch.Tensor, # [B, W] from `token_keys`
     "GeneMask's masked positions: every center's window, plus the PMI span of the best half of the centers."
     at, q = window_best(keys, pieces, centers, k)
     group = pieces.flat_start.index_select(0, at)
-    n = torch.bincount(group, minlength=centers.numel()).index_select(0, group)     # centers in the piece
+    n = per_piece(pieces, at).index_select(0, group)                 # centers in the piece
     quota = torch.where(n <= all_spans_upto, n, (n + 1) // 2)
     chosen = rank_in_group(group, keys.view(-1).index_select(0, q)) < quota
     return spans(pieces, at, *window_reach(k)) | spans(pieces, q.masked_select(chosen), k - 1, k - 1)
@@ -303,22 +309,15 @@ def spaced_picks(keys:torch.Tensor, # [B, W] from `token_keys`
     if len(rest):                                                       # the rest: walk
         rest = rest.masked_select(walk(take(flat_keys, rest), take(fs, rest), rest, gap))
         fat = torch.cat([fat, rest]).sort().values
-    if wanted is not None:
-        fat = fat.masked_select(rank_in_pieces(fat, pieces, keys) < take(wanted, take(fs, fat)))
-    return fat
+    return fat if wanted is None else best_n(keys, pieces, fat, wanted)
 
 def best_n(keys:torch.Tensor, # [B, W] from `token_keys`
            pieces:Pieces,
-           marks:torch.Tensor, # [B, W] bool
-           n:torch.Tensor, # [B, W] int: n for each position's piece
+           at:torch.Tensor, # [n] flat positions b * W + j, increasing
+           n:torch.Tensor, # [B * W] how many to keep per piece, at the piece's flat start
           )->torch.Tensor:
-    "The `n` best-keyed marked positions of every piece (all of them where there are fewer)."
-    W = keys.shape[1]
-    b, j = marks.nonzero(as_tuple=True)
-    keep = rank_in_group(b * W + pieces.start[b, j], keys[b, j]) < n[b, j]
-    out = torch.zeros_like(marks)
-    out[b[keep], j[keep]] = True
-    return out
+    "The positions of `at` that are among the `n` best-keyed of `at` in their piece (all where there are fewer)."
+    return at.masked_select(rank_in_pieces(at, pieces, keys) < n.index_select(0, pieces.flat_start.index_select(0, at)))
 
 def global_mask(keys:torch.Tensor, # [B, W] from `token_keys`
                 pieces:Pieces,
@@ -326,17 +325,14 @@ def global_mask(keys:torch.Tensor, # [B, W] from `token_keys`
                 k:int=6,
                )->torch.Tensor:
     "Global's masked positions: the PMI spans of the m best, preferably non-overlapping, positions of each piece."
-    B, W = keys.shape
     c = (centers & pieces.real).view(-1).nonzero()[:, 0]
-    m = torch.bincount(pieces.flat_start.index_select(0, c), minlength=B * W)   # centers per piece, at its flat start
+    m = per_piece(pieces, c)                                            # centers per piece
     at = spaced_picks(keys, pieces, 2 * (k - 1), wanted=m)
-    if len(at) < len(c):                                                # some piece has fewer than m spaced picks
-        chosen = torch.zeros_like(centers)
-        chosen.view(-1)[at] = True
-        mm = m.view(B, W).gather(1, pieces.start)
-        missing = mm - piece_counts(chosen, pieces)
-        chosen |= best_n(keys, pieces, pieces.real & (missing > 0) & ~chosen, missing)
-        at = chosen.view(-1).nonzero()[:, 0]
+    if len(at) < len(c):                                                # some piece has fewer than m spaced picks:
+        missing = m - per_piece(pieces, at)                             # its best other positions, overlapping
+        chosen = torch.zeros_like(pieces.real).view(-1).index_fill_(0, at, True)
+        short = missing.view_as(pieces.start).gather(1, pieces.start).view(-1) > 0
+        at = torch.cat([at, best_n(keys, pieces, (pieces.real.view(-1) & short & ~chosen).nonzero()[:, 0], missing)])
     return spans(pieces, at, k - 1, k - 1)
 
 # %% ../nbs/03_masking.ipynb #669fcd3d
