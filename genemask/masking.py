@@ -5,6 +5,7 @@
 # %% ../nbs/03_masking.ipynb #66f15084
 from __future__ import annotations
 from dataclasses import dataclass
+import math
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,11 +13,12 @@ import torch.nn.functional as F
 from .tokenize import N_SPECIAL, PAD_ID, MASK_ID, CLS_ID, SEP_ID, UNK_ID
 
 # %% auto #0
-__all__ = ['STRATEGIES', 'PAPER_PROBABILITY', 'ALL_SPANS_UPTO', 'NOISE_BITS', 'PAIRWISE_WALK', 'parse_strategy',
+__all__ = ['STRATEGIES', 'PAPER_PROBABILITY', 'ALL_SPANS_UPTO', 'NOISE_BITS', 'CENTER_BITS', 'PAIRWISE_WALK', 'parse_strategy',
            'center_probability', 'window_reach', 'Pieces', 'find_pieces', 'spans', 'spread', 'per_piece',
            'piece_counts', 'MaskDraws', 'draw_masking', 'replace_masked', 'random_mask', 'as_ranks', 'token_keys',
-           'rank_in_group', 'window_best', 'genemask_mask', 'window_min', 'walk', 'rank_in_pieces', 'spaced_picks',
-           'best_n', 'global_mask', 'pad_batch', 'MaskingCollator', 'get_collator', 'expected_masked_fraction']
+           'rank_in_group', 'window_best', 'genemask_mask', 'window_min', 'walk', 'sort_in_pieces', 'rank_in_pieces',
+           'spaced_picks', 'best_n', 'global_mask', 'pad_batch', 'MaskingCollator', 'get_collator',
+           'expected_masked_fraction']
 
 # %% ../nbs/03_masking.ipynb #08d6ef5f
 STRATEGIES = ('random', 'genemask', 'global')
@@ -47,26 +49,30 @@ def window_reach(k:int=6)->tuple[int, int]:
 
 # %% ../nbs/03_masking.ipynb #75885919
 class Pieces:
-    "Where the real k-mers of a padded batch are: `real` [B, W] bool, and each real position's piece `start`, `end`."
-    def __init__(self, real:torch.Tensor, start:torch.Tensor, end:torch.Tensor|None=None):
-        self.real, self.start, self._end = real, start, end
+    """Where the real k-mers of a padded batch are: `real` [B, W] bool, and `id` [B * W] int64, a number per run
+    of the flattened batch: two positions share it exactly when they lie in the same piece (or in the same run
+    of non-real positions)."""
+    def __init__(self, real:torch.Tensor, id:torch.Tensor):
+        self.real, self.id = real, id
+        self.n = int(id[-1]) + 1 if len(id) else 1          # ids run from 1: per-piece tallies have n entries
+
+    @property
+    def start(self)->torch.Tensor:
+        "[B, W] first position of each real position's piece (the position itself off the real positions)."
+        if not hasattr(self, '_start'):
+            other = ~self.real
+            pos = torch.arange(1, self.real.shape[1] + 1, device=self.real.device)
+            self._start = (other * pos).cummax(1).values - other.long()      # after the last non-real position
+        return self._start
 
     @property
     def end(self)->torch.Tensor:
-        "Last position of each real position's piece (computed when first asked: Global does not need it)."
-        if self._end is None:
+        "[B, W] last position of each real position's piece (the position itself off the real positions)."
+        if not hasattr(self, '_end'):
             W = self.real.shape[1]
             pos = torch.arange(W, device=self.real.device)
             self._end = (~self.real * (pos - W) + W).flip(1).cummin(1).values.flip(1) - self.real.long()
         return self._end
-
-    @property
-    def flat_start(self)->torch.Tensor:
-        "[B * W] int64: each real position's piece start in the flattened batch, `b * W + start` (cached)."
-        if not hasattr(self, '_flat_start'):
-            B, W = self.real.shape
-            self._flat_start = (self.start + torch.arange(0, B * W, W, device=self.real.device)[:, None]).view(-1)
-        return self._flat_start
 
 def find_pieces(input_ids:torch.Tensor, # [B, W] token ids, padded
                 attention_mask:torch.Tensor|None=None, # [B, W], 0 on padding; optional
@@ -74,9 +80,9 @@ def find_pieces(input_ids:torch.Tensor, # [B, W] token ids, padded
     "The maximal runs of non-special tokens in every row."
     real = input_ids >= N_SPECIAL
     if attention_mask is not None: real = real & attention_mask.bool()
-    other = ~real
-    pos = torch.arange(1, real.shape[1] + 1, device=real.device)
-    return Pieces(real, (other * pos).cummax(1).values - other.long())    # after the last non-real position
+    change = torch.ones_like(real)                           # a run begins: a row begins, or real turns to non-real
+    torch.ne(real[:, 1:], real[:, :-1], out=change[:, 1:])
+    return Pieces(real, change.view(-1).cumsum(0))
 
 # %% ../nbs/03_masking.ipynb #7479a605
 def spans(pieces:Pieces,
@@ -84,10 +90,9 @@ def spans(pieces:Pieces,
           left:int, right:int, # a mark at c covers c-left .. c+right, clipped to its piece
          )->torch.Tensor:
     "[B, W] bool: the positions covered by the spans of the marks."
-    fs = pieces.flat_start                                  # (index_select/take: cheaper than [] on small lists)
-    start = fs.index_select(0, at)[:, None]
-    pos = torch.maximum(at[:, None] + torch.arange(-left, right + 1, device=at.device), start).clamp_(max=len(fs) - 1)
-    inside = torch.take(fs, pos) == start                   # outside the piece: the mark again
+    pid = pieces.id                                         # (index_select/take: cheaper than [] on small lists)
+    pos = (at[:, None] + torch.arange(-left, right + 1, device=at.device)).clamp_(0, len(pid) - 1)
+    inside = torch.take(pid, pos) == pid.index_select(0, at)[:, None]    # outside the piece: the mark again
     out = torch.zeros_like(pieces.real)
     out.view(-1).index_fill_(0, torch.where(inside, pos, at[:, None]).view(-1), True)
     return out
@@ -103,18 +108,18 @@ def spread(marks:torch.Tensor, # [B, W] bool, marks on real positions
 def per_piece(pieces:Pieces,
               at:torch.Tensor, # [n] flat positions b * W + c (real positions)
              )->torch.Tensor:
-    "[B * W] int64: how many of the positions `at` each piece holds, at the piece's flat start."
-    return torch.bincount(pieces.flat_start.index_select(0, at), minlength=pieces.real.numel())
+    "[pieces.n] int64: how many of the positions `at` each piece holds, by piece id."
+    return torch.bincount(pieces.id.index_select(0, at), minlength=pieces.n)
 
 def piece_counts(marks:torch.Tensor, # [B, W] bool
                  pieces:Pieces,
                 )->torch.Tensor:
     "For every real position, the number of marks in its piece."
-    c = marks.long().cumsum(1)
-    return c.gather(1, pieces.end.clamp(max=marks.shape[1] - 1)) - F.pad(c, (1, 0)).gather(1, pieces.start)
+    return per_piece(pieces, (marks & pieces.real).view(-1).nonzero()[:, 0]).index_select(0, pieces.id).view_as(marks)
 
 # %% ../nbs/03_masking.ipynb #46f5bd4c
 NOISE_BITS = 24   # random tie-break between tokens of equal rank
+CENTER_BITS = 24  # resolution of the center draw of the PMI strategies
 
 @dataclass
 class MaskDraws:
@@ -127,11 +132,19 @@ def draw_masking(pieces:Pieces, # where the real tokens are
                  generator:torch.Generator|None=None, # for reproducible draws (on the batch's device)
                  noise:bool=True, # draw the tie-break noise (PMI strategies need it)
                 )->MaskDraws:
-    "Draw the centers and the tie-break noise of one batch."
-    shape, dev = pieces.real.shape, pieces.real.device
-    centers = (torch.rand(shape, generator=generator, device=dev) < p) & pieces.real
-    nz = torch.randint(0, 1 << NOISE_BITS, shape, generator=generator, device=dev) if noise else None
-    return MaskDraws(centers, nz)
+    """Draw the centers and the tie-break noise of one batch.
+
+    Without noise a position is a center where a uniform float32 is below `p`. With noise one draw of 64 random
+    bits per position gives both: a center where its top `CENTER_BITS` bits, read as a number u in
+    0 .. 2**CENTER_BITS - 1, have u < p * 2**CENTER_BITS (rounded up), the noise is its low `NOISE_BITS` bits.
+    Either way a higher `p` with the same generator state keeps every center of a lower one."""
+    shape, dev, real = pieces.real.shape, pieces.real.device, pieces.real
+    if not noise: return MaskDraws((torch.rand(shape, generator=generator, device=dev) < p) & real, None)
+    r = torch.empty(shape, dtype=torch.int64, device=dev).random_(-1 << 63, None, generator=generator)
+    below = math.ceil(min(max(p, 0.0), 1.0) * (1 << CENTER_BITS))    # u < below; as signed 64 bits:
+    last = ((below - (1 << CENTER_BITS - 1)) << 64 - CENTER_BITS) - 1  # r <= last
+    centers = (r <= last) & real if below else torch.zeros_like(real)
+    return MaskDraws(centers, r & (1 << NOISE_BITS) - 1)
 
 # %% ../nbs/03_masking.ipynb #bf858ebd
 def replace_masked(input_ids:torch.Tensor, # [B, W] original ids
@@ -139,14 +152,19 @@ def replace_masked(input_ids:torch.Tensor, # [B, W] original ids
                    vocab_size:int, # random replacements are drawn from N_SPECIAL .. vocab_size-1
                    generator:torch.Generator|None=None, # for reproducible draws (on the batch's device)
                   )->tuple[torch.Tensor, torch.Tensor]:
-    "The masked inputs and the labels (-100 outside the mask)."
-    labels = torch.where(mask, input_ids, -100)
-    out = input_ids.clone(memory_format=torch.contiguous_format)
+    """The masked inputs and the labels (-100 outside the mask).
+
+    One uniform draw r in 0 .. 10V-1 per masked position (V k-mer ids) decides both what it becomes and which
+    k-mer: r < 8V [MASK], r < 9V the k-mer id N_SPECIAL + r - 8V, else kept."""
     at = mask.reshape(-1).nonzero()[:, 0]
-    u = torch.rand(len(at), generator=generator, device=at.device)
-    new = torch.randint(N_SPECIAL, vocab_size, (len(at),), generator=generator, device=at.device)
-    flat = out.view(-1)
-    flat.index_copy_(0, at, torch.where(u < 0.8, MASK_ID, torch.where(u < 0.9, new, flat.index_select(0, at))))
+    orig = input_ids.reshape(-1).index_select(0, at)
+    labels = torch.full(input_ids.shape, -100, dtype=input_ids.dtype, device=input_ids.device)
+    labels.view(-1).index_copy_(0, at, orig)
+    V = vocab_size - N_SPECIAL
+    r = torch.randint(0, 10 * V, (len(at),), generator=generator, device=at.device)
+    out = input_ids.clone(memory_format=torch.contiguous_format)
+    new = torch.where(r < 9 * V, r - (8 * V - N_SPECIAL), orig).masked_fill_(r < 8 * V, MASK_ID)
+    out.view(-1).index_copy_(0, at, new)
     return out, labels                                      # 80 % [MASK], 10 % a random k-mer, 10 % kept
 
 # %% ../nbs/03_masking.ipynb #4460eeb8
@@ -186,11 +204,11 @@ def token_keys(input_ids:torch.Tensor, # [B, W]
     pos_bits = max(W - 1, 1).bit_length()
     if int(ranks.max()).bit_length() + NOISE_BITS + pos_bits > 53:
         raise ValueError(f'rows of {W} positions are too long for exact keys with ranks up to {int(ranks.max())}')
-    pos = torch.arange(W, device=input_ids.device).expand(B, W)
-    ids = pos.clamp(max=len(ranks) - 1) if legacy_position_lookup else input_ids
-    r = ranks.index_select(0, ids.reshape(-1)).view(B, W)
-    key = (((r << NOISE_BITS) | noise) << pos_bits) | pos
-    return torch.where(pieces.real, key, (1 << 53) - 1)
+    pos = torch.arange(W, device=input_ids.device)
+    high = ranks << NOISE_BITS + pos_bits                    # the rank's part of the key, per vocabulary id
+    if legacy_position_lookup: key = high.index_select(0, pos.clamp(max=len(ranks) - 1)).expand(B, W) | (noise << pos_bits)
+    else: key = high.index_select(0, input_ids.reshape(-1)).view(B, W).bitwise_or_(noise << pos_bits)
+    return key.bitwise_or_(pos).masked_fill_(~pieces.real, (1 << 53) - 1)
 
 # %% ../nbs/03_masking.ipynb #25a462c2
 def rank_in_group(group:torch.Tensor, # [n] int64 group id of each element, >= 0
@@ -213,9 +231,9 @@ def window_best(keys:torch.Tensor, # [B, W] from `token_keys`
                )->tuple[torch.Tensor, torch.Tensor]:
     "Flat positions (b * W + c, increasing) of the centers, and of the best-keyed position `q` of each one's window."
     at = centers.reshape(-1).nonzero()[:, 0]
-    fs, left, right = pieces.flat_start, *window_reach(k)
-    pos = (at[:, None] + torch.arange(-left, right + 1, device=at.device)).clamp(0, len(fs) - 1)
-    inside = torch.take(fs, pos) == fs.index_select(0, at)[:, None]          # the window clipped to the piece
+    pid, left, right = pieces.id, *window_reach(k)
+    pos = (at[:, None] + torch.arange(-left, right + 1, device=at.device)).clamp(0, len(pid) - 1)
+    inside = torch.take(pid, pos) == pid.index_select(0, at)[:, None]        # the window clipped to the piece
     kw = torch.where(inside, torch.take(keys.view(-1), pos), 1 << 62)
     return at, pos.gather(1, kw.argmin(1, keepdim=True))[:, 0]
 
@@ -227,7 +245,7 @@ def genemask_mask(keys:torch.Tensor, # [B, W] from `token_keys`
                  )->torch.Tensor:
     "GeneMask's masked positions: every center's window, plus the PMI span of the best half of the centers."
     at, q = window_best(keys, pieces, centers, k)
-    group = pieces.flat_start.index_select(0, at)
+    group = pieces.id.index_select(0, at)
     n = per_piece(pieces, at).index_select(0, group)                 # centers in the piece
     quota = torch.where(n <= all_spans_upto, n, (n + 1) // 2)
     chosen = rank_in_group(group, keys.view(-1).index_select(0, q)) < quota
@@ -269,55 +287,73 @@ def walk(key:torch.Tensor, # [n] sort keys (smaller first)
         undecided &= ~(near & on(free)).any(1)                       # it and those it suppresses are decided
     return kept
 
+def sort_in_pieces(at:torch.Tensor, # [n] flat positions b * W + j, increasing
+                   pieces:Pieces,
+                   keys:torch.Tensor, # [B, W] from `token_keys`
+                  )->tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The order that sorts `at` (real positions) by piece, then key; the piece id of each; how many each piece holds.
+
+    One sort of `(piece << key bits) | key` (distinct numbers: a key holds its position), or, where that would
+    not fit 63 bits, a stable sort by key and a stable sort by piece."""
+    group, key = pieces.id.index_select(0, at), keys.view(-1).index_select(0, at)
+    key_bits = int(key.max()).bit_length() if len(key) else 0
+    if (pieces.n - 1).bit_length() + key_bits <= 63: order = ((group << key_bits) | key).argsort()
+    else:
+        order = key.argsort(stable=True)
+        order = order.index_select(0, group.index_select(0, order).argsort(stable=True))
+    return order, group, torch.bincount(group, minlength=pieces.n)
+
 def rank_in_pieces(at:torch.Tensor, # [n] flat positions b * W + j, increasing
                    pieces:Pieces,
                    keys:torch.Tensor, # [B, W] from `token_keys`
                   )->torch.Tensor:
-    "`rank_in_group` by piece for a list of positions in flat order, with one sort (the positions break ties)."
-    B, W = keys.shape
-    group, key = pieces.flat_start.index_select(0, at), keys.view(-1).index_select(0, at)
-    pos_bits = max(W - 1, 1).bit_length()
-    if (B * W - 1).bit_length() + 53 - pos_bits > 63: return rank_in_group(group, key)
-    order = ((group << 53 - pos_bits) | (key >> pos_bits)).argsort(stable=True)
+    "`rank_in_group` by piece for a list of positions in flat order (see `sort_in_pieces`)."
+    order, group, count = sort_in_pieces(at, pieces, keys)
     place = torch.empty_like(order).scatter_(0, order, torch.arange(len(at), device=at.device))
-    return place - torch.searchsorted(group, group)                 # the list holds each piece contiguously
+    return place - (count.cumsum(0) - count).index_select(0, group)   # minus the place of the piece's first
 
 def spaced_picks(keys:torch.Tensor, # [B, W] from `token_keys`
                  pieces:Pieces,
                  gap:int=10, # kept positions are more than `gap` apart within a piece
-                 wanted:torch.Tensor|None=None, # [B * W] picks needed per piece, at the piece's flat start b * W + start
+                 wanted:torch.Tensor|None=None, # [pieces.n] picks needed per piece, by piece id
                 )->torch.Tensor:
     """Flat positions (b * W + j, sorted) of the greedy spaced picks: best key first, none within `gap` of a kept one.
 
-    With `wanted`, only each piece's first `wanted` picks."""
+    With `wanted`, only each piece's first `wanted` picks (ordered by piece, then key)."""
     B, W = keys.shape
-    real, flat_keys, fs = pieces.real.view(-1), keys.view(-1), pieces.flat_start
+    real, flat_keys, pid = pieces.real.view(-1), keys.view(-1), pieces.id
     take = lambda x, i: x.index_select(0, i)                            # x[i], cheaper on small lists
     first = real & (flat_keys == window_min(keys, gap).view(-1))      # the best within +-gap: certainly kept
     fat = first.nonzero()[:, 0]                                         # the first picks, and the others
     if wanted is None: rest = (real & ~first).nonzero()[:, 0]
     else:                                                               # only picks up to each piece's wanted-th matter
-        last = (rank_in_pieces(fat, pieces, keys) == take(wanted, take(fs, fat)) - 1).nonzero()[:, 0]
-        limit = torch.where(wanted > 0, (1 << 62) - 1, -1)              # -1: nothing wanted; 2**62-1: no limit yet
-        limit.index_copy_(0, take(fs, take(fat, last)), take(flat_keys, take(fat, last)))
-        fat = fat.masked_select(take(flat_keys, fat) <= take(limit, take(fs, fat)))
-        rest = (real & ~first & (flat_keys <= limit.view(B, W).gather(1, pieces.start).view(-1))).nonzero()[:, 0]
+        order, group, count = sort_in_pieces(fat, pieces, keys)         # the wanted-th best first pick bounds:
+        nth = (count.cumsum(0) - count + wanted - 1).clamp_(0, max(len(fat) - 1, 0))
+        nth = take(flat_keys, take(fat, take(order, nth))) if len(fat) else torch.zeros_like(wanted)
+        limit = torch.where(wanted > 0, torch.where(wanted <= count, nth, (1 << 62) - 1), -1)   # -1: none wanted
+        within = (real & (flat_keys <= limit.index_select(0, pid))).nonzero()[:, 0]   # up to its piece's limit
+        is_first = take(first, within)
+        fat, rest = within.masked_select(is_first), within.masked_select(~is_first)
     if len(fat) and len(rest):                                          # decided: those within gap of a first pick
-        i, group, fgroup = torch.searchsorted(fat, rest), take(fs, rest), take(fs, fat)
+        i, group, fgroup = torch.searchsorted(fat, rest), take(pid, rest), take(pid, fat)
         near = lambda x: (take(fgroup, x) == group) & ((take(fat, x) - rest).abs() <= gap)
         rest = rest.masked_select(~(near(i.clamp(max=len(fat) - 1)) | near((i - 1).clamp(min=0))))
     if len(rest):                                                       # the rest: walk
-        rest = rest.masked_select(walk(take(flat_keys, rest), take(fs, rest), rest, gap))
-        fat = torch.cat([fat, rest]).sort().values
+        rest = rest.masked_select(walk(take(flat_keys, rest), take(pid, rest), rest, gap))
+        fat = torch.cat([fat, rest])
+        if wanted is None: fat = fat.sort().values
     return fat if wanted is None else best_n(keys, pieces, fat, wanted)
 
 def best_n(keys:torch.Tensor, # [B, W] from `token_keys`
            pieces:Pieces,
-           at:torch.Tensor, # [n] flat positions b * W + j, increasing
-           n:torch.Tensor, # [B * W] how many to keep per piece, at the piece's flat start
+           at:torch.Tensor, # [n] flat positions b * W + j (real positions, any order)
+           n:torch.Tensor, # [pieces.n] how many to keep per piece, by piece id
           )->torch.Tensor:
-    "The positions of `at` that are among the `n` best-keyed of `at` in their piece (all where there are fewer)."
-    return at.masked_select(rank_in_pieces(at, pieces, keys) < n.index_select(0, pieces.flat_start.index_select(0, at)))
+    "The positions of `at` that are among the `n` best-keyed of `at` in their piece (all where there are fewer), by piece and key."
+    order, group, count = sort_in_pieces(at, pieces, keys)
+    group = group.index_select(0, order)                             # in sorted order: place in the piece
+    place = torch.arange(len(at), device=at.device) - (count.cumsum(0) - count).index_select(0, group)
+    return at.index_select(0, order.masked_select(place < n.index_select(0, group)))
 
 def global_mask(keys:torch.Tensor, # [B, W] from `token_keys`
                 pieces:Pieces,
@@ -331,7 +367,7 @@ def global_mask(keys:torch.Tensor, # [B, W] from `token_keys`
     if len(at) < len(c):                                                # some piece has fewer than m spaced picks:
         missing = m - per_piece(pieces, at)                             # its best other positions, overlapping
         chosen = torch.zeros_like(pieces.real).view(-1).index_fill_(0, at, True)
-        short = missing.view_as(pieces.start).gather(1, pieces.start).view(-1) > 0
+        short = missing.index_select(0, pieces.id) > 0
         at = torch.cat([at, best_n(keys, pieces, (pieces.real.view(-1) & short & ~chosen).nonzero()[:, 0], missing)])
     return spans(pieces, at, k - 1, k - 1)
 
