@@ -14,11 +14,10 @@ from .tokenize import N_SPECIAL, PAD_ID, MASK_ID, CLS_ID, SEP_ID, UNK_ID
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'PAPER_PROBABILITY', 'ALL_SPANS_UPTO', 'NOISE_BITS', 'CENTER_BITS', 'PAIRWISE_WALK', 'parse_strategy',
-           'center_probability', 'window_reach', 'Pieces', 'find_pieces', 'spans', 'spread', 'per_piece',
-           'piece_counts', 'MaskDraws', 'draw_masking', 'replace_masked', 'random_mask', 'as_ranks', 'token_keys',
-           'rank_in_group', 'window_best', 'genemask_mask', 'window_min', 'walk', 'sort_in_pieces', 'rank_in_pieces',
-           'spaced_picks', 'best_n', 'global_mask', 'pad_batch', 'MaskingCollator', 'get_collator',
-           'expected_masked_fraction']
+           'center_probability', 'window_reach', 'Pieces', 'find_pieces', 'spans', 'spread', 'per_piece', 'MaskDraws',
+           'draw_masking', 'replace_masked', 'random_mask', 'as_ranks', 'token_keys', 'rank_in_group', 'window_best',
+           'genemask_mask', 'window_min', 'walk', 'sort_in_pieces', 'spaced_picks', 'best_n', 'global_mask',
+           'pad_batch', 'MaskingCollator', 'get_collator', 'expected_masked_fraction']
 
 # %% ../nbs/03_masking.ipynb #08d6ef5f
 STRATEGIES = ('random', 'genemask', 'global')
@@ -110,12 +109,6 @@ def per_piece(pieces:Pieces,
              )->torch.Tensor:
     "[pieces.n] int64: how many of the positions `at` each piece holds, by piece id."
     return torch.bincount(pieces.id.index_select(0, at), minlength=pieces.n)
-
-def piece_counts(marks:torch.Tensor, # [B, W] bool
-                 pieces:Pieces,
-                )->torch.Tensor:
-    "For every real position, the number of marks in its piece."
-    return per_piece(pieces, (marks & pieces.real).view(-1).nonzero()[:, 0]).index_select(0, pieces.id).view_as(marks)
 
 # %% ../nbs/03_masking.ipynb #46f5bd4c
 NOISE_BITS = 24   # random tie-break between tokens of equal rank
@@ -303,15 +296,6 @@ def sort_in_pieces(at:torch.Tensor, # [n] flat positions b * W + j, increasing
         order = order.index_select(0, group.index_select(0, order).argsort(stable=True))
     return order, group, torch.bincount(group, minlength=pieces.n)
 
-def rank_in_pieces(at:torch.Tensor, # [n] flat positions b * W + j, increasing
-                   pieces:Pieces,
-                   keys:torch.Tensor, # [B, W] from `token_keys`
-                  )->torch.Tensor:
-    "`rank_in_group` by piece for a list of positions in flat order (see `sort_in_pieces`)."
-    order, group, count = sort_in_pieces(at, pieces, keys)
-    place = torch.empty_like(order).scatter_(0, order, torch.arange(len(at), device=at.device))
-    return place - (count.cumsum(0) - count).index_select(0, group)   # minus the place of the piece's first
-
 def spaced_picks(keys:torch.Tensor, # [B, W] from `token_keys`
                  pieces:Pieces,
                  gap:int=10, # kept positions are more than `gap` apart within a piece
@@ -320,7 +304,6 @@ def spaced_picks(keys:torch.Tensor, # [B, W] from `token_keys`
     """Flat positions (b * W + j, sorted) of the greedy spaced picks: best key first, none within `gap` of a kept one.
 
     With `wanted`, only each piece's first `wanted` picks (ordered by piece, then key)."""
-    B, W = keys.shape
     real, flat_keys, pid = pieces.real.view(-1), keys.view(-1), pieces.id
     take = lambda x, i: x.index_select(0, i)                            # x[i], cheaper on small lists
     first = real & (flat_keys == window_min(keys, gap).view(-1))      # the best within +-gap: certainly kept
