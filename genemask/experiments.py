@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_experiments.ipynb #4c012efc
 from __future__ import annotations
-import copy, functools, itertools, json, os, platform, shutil, sys, time, traceback
+import copy, functools, itertools, json, os, platform, shutil, sys, threading, time, traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -13,11 +13,11 @@ import yaml
 from .genome import atomic_write
 
 # %% auto #0
-__all__ = ['PRESET_KEYS', 'GRID_AXES', 'ELECTRA_STRATEGIES', 'RUN_NOTEBOOKS', 'STRATEGY_ORDER', 'nbs_dir', 'fits', 'load_preset',
-           'check_preset', 'run_name', 'expand_grid', 'prepare_data', 'resolve_tasks', 'kernel_manager',
-           'execute_notebook', 'run_parameters', 'execute_run', 'run_grid', 'collect_results', 'learning_curves',
-           'machine_info', 'strategy_tables', 'strategy_ttests', 'plot_steps', 'plot_doubled', 'plot_curves',
-           'markdown_table', 'write_report', 'run_experiments', 'run_cli']
+__all__ = ['PRESET_KEYS', 'GRID_AXES', 'ELECTRA_STRATEGIES', 'DATA_PATHS', 'RUN_NOTEBOOKS', 'STRATEGY_ORDER', 'nbs_dir', 'fits',
+           'load_preset', 'resolve_paths', 'check_preset', 'run_name', 'expand_grid', 'prepare_data', 'resolve_tasks',
+           'kernel_manager', 'execute_notebook', 'run_parameters', 'execute_run', 'run_grid', 'collect_results',
+           'learning_curves', 'machine_info', 'strategy_tables', 'strategy_ttests', 'plot_steps', 'plot_doubled',
+           'plot_curves', 'markdown_table', 'write_report', 'run_experiments', 'run_cli']
 
 # %% ../nbs/09_experiments.ipynb #66acde97
 def nbs_dir()->Path:
@@ -53,7 +53,22 @@ def load_preset(name_or_path:str|Path='quick', # a preset name in nbs/presets, o
     if not isinstance(cfg, dict): raise ValueError(f'{p}: a preset is a YAML mapping')
     for o in overrides or []: _override(cfg, o)
     check_preset(cfg, p)
-    cfg['_source'] = str(p)
+    resolve_paths(cfg)
+    cfg['_source'] = str(p.resolve())
+    return cfg
+
+DATA_PATHS = ('genome', 'annotation', 'ranking')   # the `data` entries that name files
+
+def resolve_paths(cfg:dict, # a preset; changed in place
+                  base:str|Path|None=None, # what relative paths are relative to (default: the current folder)
+                 )->dict:
+    "Make every file path of a preset absolute, once, at the boundary: the runs execute in their own folders."
+    base = Path(base or Path.cwd())
+    absolute = lambda v: str((base / Path(v).expanduser()).resolve())
+    for key in DATA_PATHS:
+        v = cfg['data'].get(key)
+        if isinstance(v, str) and v and v != 'default': cfg['data'][key] = absolute(v)
+    cfg['tasks'] = [t if t.startswith(('built:', 'fewshot:')) else absolute(t) for t in cfg['tasks']]
     return cfg
 
 def _override(cfg, text):
@@ -236,19 +251,18 @@ def execute_run(cfg:dict, run:dict, data:dict, out_dir:Path, threads:int=1)->dic
     atomic_write(done, json.dumps(info, indent=1))
     return {k: v for k, v in info.items() if k != 'params'}
 
+_GLOBAL_RNG = threading.Lock()   # runs execute in threads; torch's default generator is one per process
+
 def _random_checkpoint(run, data, path):
-    "The random-weights baseline: the run's architecture, freshly initialised with the run's seed."
-    import torch
+    "The random-weights baseline: the run's architecture, initialised from the run's seed alone."
     from genemask.genome import Corpus
     from genemask.models import MODEL_CONFIGS, build_model, save_checkpoint
     from genemask.electra import build_electra
-    torch.manual_seed(run['seed'])
-    if run['model'] in MODEL_CONFIGS:
-        tok = Corpus(data['corpus']).tokenizer
-        save_checkpoint(build_model(run['model'], vocab_size=len(tok)), tok, path)
-    else:                                  # an ELECTRA-only size: a random discriminator on single nucleotides
-        tok = Corpus(data['corpus_nucleotide']).tokenizer
-        save_checkpoint(build_electra(run['model'], vocab_size=len(tok)), tok, path)
+    mlm = run['model'] in MODEL_CONFIGS    # else an ELECTRA-only size: a random discriminator on single nucleotides
+    tok = Corpus(data['corpus' if mlm else 'corpus_nucleotide']).tokenizer
+    with _GLOBAL_RNG:   # seeding forks torch's one default generator: no other thread may draw from it meanwhile
+        model = (build_model if mlm else build_electra)(run['model'], vocab_size=len(tok), seed=run['seed'])
+    save_checkpoint(model, tok, path)
 
 # %% ../nbs/09_experiments.ipynb #b3f27c2d
 def run_grid(cfg:dict, # a preset from `load_preset`
@@ -256,7 +270,7 @@ def run_grid(cfg:dict, # a preset from `load_preset`
              jobs:int|None=None, # runs at a time (default: the preset's `jobs`, else 1)
              log=print)->pd.DataFrame:
     "Prepare the data and execute every run of the grid; one status row per run."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir).resolve(); out_dir.mkdir(parents=True, exist_ok=True)   # the runs execute in their own folders
     (out_dir / 'preset.yaml').write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != '_source'}, sort_keys=False))
     data = prepare_data(cfg, out_dir, log)
     (out_dir / 'data.json').write_text(json.dumps(data, indent=1))
@@ -465,7 +479,7 @@ def run_experiments(preset:str|Path='quick', # preset name or YAML file
                    )->dict:
     "The main job: execute a preset's grid, then its report notebook; returns the report's files."
     cfg = load_preset(preset, overrides)
-    out_dir = Path(out_dir or Path('runs') / cfg.get('name', Path(str(preset)).stem))
+    out_dir = Path(out_dir or Path('runs') / cfg.get('name', Path(str(preset)).stem)).resolve()
     t0 = time.time()
     status = run_grid(cfg, out_dir, jobs)
     print(status.to_string(index=False))

