@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_evaluate.ipynb #2ee8a0a0
 from __future__ import annotations
-import argparse, contextlib, json, math, os, sys, tempfile, time, warnings
+import argparse, contextlib, io, json, math, os, sys, tempfile, time, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -15,10 +15,12 @@ from .tokenize import batch_encode_dna, load_tokenizer
 from .genome import atomic_write
 
 # %% auto #0
-__all__ = ['WEIGHT_FILES', 'INITS', 'check_checkpoint', 'few_shot_hparams', 'draw_shots', 'confusion', 'scores', 'device_for',
-           'load_classifier', 'encode', 'predict', 'train_classifier', 'as_task', 'model_name', 'few_shot', 'dev_loss',
-           'fine_tune', 'summarize', 'paper_table', 'paired_ttest', 'compare_models', 'plot_bars', 'plot_vs_steps',
-           'save_csv', 'save_figure', 'read_results', 'evaluate_cli']
+__all__ = ['WEIGHT_FILES', 'INITS', 'GUE_SOURCE', 'GUE_METRICS', 'GUE_PUBLISHED', 'check_checkpoint', 'few_shot_hparams',
+           'draw_shots', 'confusion', 'scores', 'device_for', 'load_classifier', 'encode', 'predict',
+           'train_classifier', 'as_task', 'model_name', 'few_shot', 'dev_loss', 'fine_tune', 'check_distinct_tasks',
+           'setting_order', 'summarize', 'paper_table', 'paired_ttest', 'compare_models', 'plot_bars', 'plot_vs_steps',
+           'save_csv', 'save_figure', 'read_results', 'gue_settings', 'run_gue', 'published_gue', 'gue_table',
+           'evaluate_cli']
 
 # %% ../nbs/08_evaluate.ipynb #b1235955
 WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin', 'model.safetensors.index.json', 'pytorch_model.bin.index.json')
@@ -189,6 +191,8 @@ def train_classifier(model, # a sequence classifier, trained in place
                      epochs:int=20, # passes over the training examples
                      batch_size:int=5, # examples per step
                      warmup:float=0.1, # share of the steps with linearly rising learning rate
+                     warmup_steps:int|None=None, # or this many steps (DNABERT-2's scripts give steps)
+                     max_steps:int|None=None, # train exactly this many steps, epochs or not (Hugging Face's `max_steps`)
                      weight_decay:float=0.01, # AdamW weight decay
                      seed:int=0, # seed of the shuffles (and of dropout)
                      max_grad_norm:float|None=1.0, # gradient clipping
@@ -202,18 +206,20 @@ def train_classifier(model, # a sequence classifier, trained in place
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     n = len(labels)
     if n == 0: raise ValueError('train_classifier: no training examples')
-    total = math.ceil(n / batch_size) * epochs
+    total = max_steps or math.ceil(n / batch_size) * epochs
     opt = _adamw(_param_groups(model, weight_decay), lr)
-    sched = get_linear_schedule_with_warmup(opt, int(round(warmup * total)), total)
+    warm = warmup_steps if warmup_steps is not None else int(round(warmup * total))
+    sched = get_linear_schedule_with_warmup(opt, min(warm, total), total)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     lengths = attention_mask.sum(1)
     losses, step = [], 0
     bar = tqdm(total=total, desc='fine-tune', leave=False, disable=not progress)
     model.train()
-    for _ in range(epochs):
+    while step < total:
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, batch_size):
+            if step == total: break
             idx = perm[i:i + batch_size]
             with _autocast(device):
                 loss = model(**_batch(input_ids, attention_mask, lengths, idx, device), labels=labels[idx].to(device)).loss
@@ -232,6 +238,11 @@ def as_task(task):
     if hasattr(task, 'train') and hasattr(task, 'test'): return task
     from genemask.tasks import load_task
     return load_task(task)
+
+def _task_path(task):
+    "The folder a task was read from (None for one built in memory): rows keep it so that two tasks never merge."
+    p = (getattr(task, 'meta', None) or {}).get('path')
+    return str(Path(p).resolve()) if p else None
 
 def model_name(checkpoint:str|Path, # checkpoint folder
                init:str='pretrained', # 'pretrained' or 'random'
@@ -286,7 +297,7 @@ def few_shot(checkpoint:str|Path, # checkpoint folder (model + tokenizer)
             idx = draw_shots(train_labels, n, s, task.classes, task.name)
             sc = _fit_and_score(ckpt, init, C, (tr_ids[idx], tr_mask[idx], train_labels[idx]), (te_ids, te_mask, test_labels),
                                 hp, s, eval_batch_size, device)
-            rows.append(dict(task=task.name, model=name, init=init, shots=n, repeat=r, seed=s, n_train=len(idx),
+            rows.append(dict(task=task.name, task_path=_task_path(task), model=name, init=init, shots=n, repeat=r, seed=s, n_train=len(idx),
                              n_test=len(test_labels), **sc, **hp, secs=round(time.time() - t0, 3),
                              cpu_secs=round(time.process_time() - c0, 3), checkpoint=str(ckpt), **(tags or {}),
                              indices=idx.tolist()))
@@ -320,6 +331,9 @@ def fine_tune(checkpoint:str|Path, # checkpoint folder (model + tokenizer)
               dropout:float=0.1, # hidden and attention dropout
               weight_decay:float=0.01, # AdamW weight decay
               eval_every:int=200, # steps between dev-loss evaluations (and after the last step)
+              warmup_steps:int|None=None, # warmup in steps instead of `warmup` (DNABERT-2's scripts)
+              max_steps:int|None=None, # train exactly this many steps, whatever `epochs` says
+              max_length:int|None=None, # tokens per sequence with [CLS]/[SEP] (default and cap: the model's positions)
               dev_frac:float=0.1, # share of train held out as dev when the task has no dev split
               seed:int=42, # seed of the new weights, the shuffles and a held-out dev split
               eval_batch_size:int=256, # sequences per forward pass when scoring
@@ -331,6 +345,7 @@ def fine_tune(checkpoint:str|Path, # checkpoint folder (model + tokenizer)
     ckpt = check_checkpoint(checkpoint, need_weights=init == 'pretrained')
     task = as_task(task)
     C, positions = len(task.classes), _config(ckpt).get('max_position_embeddings', 512)
+    positions = min(max_length, positions) if max_length else positions
     tok = load_tokenizer(ckpt)
     tr_seqs, tr_labels = list(task.train.seqs), np.asarray(task.train.labels)
     if task.dev is not None and len(task.dev.seqs):
@@ -354,28 +369,59 @@ def fine_tune(checkpoint:str|Path, # checkpoint folder (model + tokenizer)
 
     losses = train_classifier(clf, *tr, tr_labels, lr=lr, epochs=epochs, batch_size=batch_size, warmup=warmup,
                               weight_decay=weight_decay, seed=seed, eval_every=eval_every, on_eval=on_eval,
-                              progress=progress)
+                              progress=progress, warmup_steps=warmup_steps, max_steps=max_steps)
     clf.load_state_dict(best['state'])
     pred = predict(clf, *te, eval_batch_size).argmax(1)
-    return dict(task=task.name, model=model or model_name(ckpt, init), init=init, **scores(task.test.labels, pred, C),
+    return dict(task=task.name, task_path=_task_path(task), model=model or model_name(ckpt, init), init=init, **scores(task.test.labels, pred, C),
                 best_step=best['step'], best_dev_loss=best['loss'], steps=len(losses), dev=dev_source,
                 n_train=len(tr_labels), n_dev=len(dv_labels), n_test=len(task.test.labels), lr=lr, epochs=epochs,
-                batch_size=batch_size, seed=seed, secs=round(time.time() - t0, 3), checkpoint=str(ckpt),
+                max_steps=max_steps, warmup_steps=warmup_steps, max_length=positions, batch_size=batch_size, seed=seed, secs=round(time.time() - t0, 3), checkpoint=str(ckpt),
                 **(tags or {}), dev_curve=curve)
 
 # %% ../nbs/08_evaluate.ipynb #a48bc57f
 def _settings(results, by):
     return [c for c in by if c in results.columns]
 
+def check_distinct_tasks(results:pd.DataFrame, # rows of `few_shot` / `fine_tune`
+                        )->pd.DataFrame:
+    "`results`, after checking that no task name stands for two task folders (their rows would be averaged together)."
+    if 'task' not in results.columns or 'task_path' not in results.columns: return results
+    paths = results.dropna(subset=['task_path']).groupby('task', sort=False)['task_path'].unique()
+    bad = paths[paths.map(len) > 1]
+    if len(bad):
+        t, ps = bad.index[0], bad.iloc[0]
+        raise ValueError(f'task name {t!r} stands for {len(ps)} different task folders ({", ".join(map(str, ps))}): '
+                         'their scores would be merged; give the tasks unique names (genemask.tasks.task_names)')
+    return results
+
+def setting_order(results:pd.DataFrame, # rows (or a summary) with the setting columns
+                  cols:list, # the setting columns, e.g. ['task', 'shots']
+                  tasks=None, # task order; default: as the tasks first appear (unlisted tasks follow, in that order)
+                 )->list:
+    "The distinct settings as tuples: tasks in their first-appearance (or `tasks`') order, other columns ascending within."
+    if not cols: return []
+    keys = list(dict.fromkeys(results[cols].itertuples(index=False, name=None)))
+    if 'task' not in cols: return sorted(keys)
+    ti = cols.index('task')
+    order = list(dict.fromkeys(list(tasks or []) + [k[ti] for k in keys]))
+    rank = {t: r for r, t in enumerate(order)}
+    return sorted(keys, key=lambda k: (rank[k[ti]],) + tuple(v for j, v in enumerate(k) if j != ti))
+
 def summarize(results:pd.DataFrame, # rows of `few_shot` / `fine_tune` (several models, tasks)
               metric:str='accuracy', # score column
               by=('task', 'shots'), # setting columns (those present are used)
               model_col:str='model', # column naming the model
+              tasks=None, # task order (default: as they first appear in `results`)
              )->pd.DataFrame:
-    "Mean, sample sd and count of `metric` per model and setting."
-    keys = [model_col] + _settings(results, by)
-    g = results.groupby(keys, sort=False)[metric]
-    return g.agg(mean='mean', sd=lambda x: x.std(ddof=1) if len(x) > 1 else 0.0, n='count').reset_index()
+    "Mean, sample sd and count of `metric` per model and setting; models as they first appear, settings in `setting_order`."
+    check_distinct_tasks(results)
+    cols = _settings(results, by)
+    g = results.groupby([model_col] + cols, sort=False)[metric]
+    s = g.agg(mean='mean', sd=lambda x: x.std(ddof=1) if len(x) > 1 else 0.0, n='count').reset_index()
+    models = {m: r for r, m in enumerate(dict.fromkeys(results[model_col]))}
+    place = {k: r for r, k in enumerate(setting_order(s, cols, tasks))}
+    key = [(models[m], place[k] if cols else 0) for m, k in zip(s[model_col], s[cols].itertuples(index=False, name=None))]
+    return s.iloc[sorted(range(len(s)), key=key.__getitem__)].reset_index(drop=True)
 
 def paper_table(results:pd.DataFrame, # rows of `few_shot` / `fine_tune`
                 metric:str='accuracy', # score column
@@ -383,15 +429,17 @@ def paper_table(results:pd.DataFrame, # rows of `few_shot` / `fine_tune`
                 model_col:str='model', # column naming the model
                 scale:float=100, # 100: percent
                 digits:int=1, # decimals
+                tasks=None, # column order of the tasks (default: as they first appear in `results`)
                )->pd.DataFrame:
     "Models x settings table of `mean ± sd` strings (the paper's Table 4 layout); just the mean for a single run."
-    s = summarize(results, metric, by, model_col)
+    s = summarize(results, metric, by, model_col, tasks)
     cols = _settings(results, by)
     s['cell'] = [f'{m * scale:.{digits}f}' + (f' ± {d * scale:.{digits}f}' if k > 1 else '')
                  for m, d, k in zip(s['mean'], s['sd'], s['n'])]
     t = s.pivot(index=model_col, columns=cols, values='cell')
-    models = list(dict.fromkeys(results[model_col]))
-    return t.loc[models]
+    keys = setting_order(s, cols, tasks)
+    t = t.reindex(columns=pd.MultiIndex.from_tuples(keys, names=cols) if len(cols) > 1 else [k[0] for k in keys])
+    return t.loc[list(dict.fromkeys(results[model_col]))]
 
 # %% ../nbs/08_evaluate.ipynb #174a92cb
 def paired_ttest(a, # scores of model A: a Series keyed by task/setting, a dict, or a sequence
@@ -437,13 +485,15 @@ def plot_bars(results:pd.DataFrame, # rows of `few_shot` / `fine_tune`
               by=('task', 'shots'), # settings, one group of bars each
               model_col:str='model',
               ax=None, # matplotlib axes (default: a new figure)
+              tasks=None, # task order (default: as they first appear in `results`)
              ):
     "Grouped bar chart of mean `metric` per setting and model, error bars one sd; returns the figure."
     import matplotlib.pyplot as plt
-    s = summarize(results, metric, by, model_col)
+    s = summarize(results, metric, by, model_col, tasks)
     cols = _settings(results, by)
     s['setting'] = [_setting_label(cols, k) for k in s[cols].itertuples(index=False)] if cols else metric
-    settings, models = list(dict.fromkeys(s['setting'])), list(dict.fromkeys(s[model_col]))
+    settings = [_setting_label(cols, k) for k in setting_order(s, cols, tasks)] if cols else [metric]
+    models = list(dict.fromkeys(s[model_col]))
     if ax is None: _, ax = plt.subplots(figsize=(max(4, 1.2 * len(settings) * max(1, len(models)) ** .5 + 2), 3.2))
     w = 0.8 / len(models)
     for j, m in enumerate(models):
@@ -465,6 +515,7 @@ def plot_vs_steps(results:pd.DataFrame, # rows with a `steps` column (pretrainin
     "`metric` (mean ± sd over repeats) against pretraining steps, one line per setting; returns the figure."
     import matplotlib.pyplot as plt
     if steps_col not in results.columns: raise ValueError(f'plot_vs_steps: results have no {steps_col!r} column')
+    check_distinct_tasks(results)
     cols = _settings(results, by) + ([model_col] if results[model_col].nunique() > 1 else [])
     if ax is None: _, ax = plt.subplots(figsize=(5.5, 3.2))
     for key, g in results.groupby(cols, sort=False) if cols else [((metric,), results)]:
@@ -509,12 +560,106 @@ def read_results(path:str|Path # a CSV written by `save_csv`
         if c in df.columns: df[c] = df[c].map(lambda v: json.loads(v) if isinstance(v, str) else v)
     return df
 
+# %% ../nbs/08_evaluate.ipynb #818218f9
+def gue_settings(task:str, # a GUE task name, e.g. 'tf/0' (`genemask.tasks.GUE_TASKS`)
+                 positions:int=512, # the model's positions (caps `max_length`)
+                 overrides:dict|None=None, # replace any of them (`epochs` also drops `max_steps`)
+                )->dict:
+    "`fine_tune` keyword arguments for `task`: its family's settings in DNABERT's (6-mer) GUE fine-tuning script."
+    from genemask.tasks import GUE_TASKS, GUE_SETTINGS
+    if task not in GUE_TASKS: raise ValueError(f'{task!r} is not a GUE task; GUE has {", ".join(GUE_TASKS)}')
+    st = {k: v for k, v in GUE_SETTINGS[GUE_TASKS[task][2]].items() if k != 'bpe_length'}
+    over = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if 'epochs' in over and 'max_steps' not in over: over['max_steps'] = None
+    st |= over
+    st['max_length'] = min(st['max_length'], positions)
+    return st
+
+def run_gue(checkpoint:str|Path, # checkpoint folder (model + tokenizer)
+            root:str|Path, # GUE's folder in its own layout (EMP/H3, tf/0, mouse/0 ...)
+            results:str|Path, # the CSV the rows accumulate in (read first, to skip finished tasks)
+            init:str='pretrained', # 'pretrained', or 'random' for the random-init baseline
+            model:str|None=None, # label in the tables (default: `model_name(checkpoint, init)`)
+            seed:int=42, # seed of the new weights, shuffles and held-out dev splits
+            missing_dev:str='error', # a task without dev.csv: 'error' or 'hold-out' (`genemask.tasks.gue_tasks`)
+            overrides:dict|None=None, # settings for every task instead of the family's (`gue_settings`)
+            eval_batch_size:int=256, # sequences per forward pass when scoring
+            device=None, # torch device (default: CUDA when available)
+            progress:bool=True, # tqdm bars over tasks and steps
+           )->pd.DataFrame:
+    "Fine-tune and score every GUE task under `root` with its family's settings; all rows of `results`, this run's added."
+    from genemask.tasks import gue_tasks, load_task, GUE_TASKS
+    ckpt = check_checkpoint(checkpoint, need_weights=init == 'pretrained')
+    tasks, name, results = gue_tasks(root, missing_dev), model or model_name(ckpt, init), Path(results)
+    rows = read_results(results) if results.is_file() else pd.DataFrame()
+    done = set() if rows.empty else set(rows.loc[(rows.model == name) & (rows.init == init) & (rows.seed == seed), 'task'])
+    positions = _config(ckpt).get('max_position_embeddings', 512)
+    bar = tqdm(tasks.items(), desc='GUE', unit='task', disable=not progress)
+    for task, path in bar:
+        if task in done: continue
+        bar.set_postfix_str(task)
+        row = fine_tune(ckpt, load_task(path, name=task), init, name, seed=seed, eval_batch_size=eval_batch_size,
+                        device=device, progress=progress, tags=dict(family=GUE_TASKS[task][0]),
+                        **gue_settings(task, positions, overrides))
+        rows = pd.concat([rows, pd.DataFrame([row])], ignore_index=True)
+        save_csv(rows, results)
+    return check_distinct_tasks(rows)
+
+# %% ../nbs/08_evaluate.ipynb #f3062375
+GUE_SOURCE = ('Zhou et al., DNABERT-2: Efficient Foundation Model and Benchmark for Multi-Species Genome, ICLR 2024 '
+              '(arXiv:2306.15006), Table 4 "performance of all the models on the GUE benchmark" (Table 6 in the ICLR '
+              'appendix), as printed in github.com/MAGICS-LAB/DNABERT_2 figures/Performance.png @ d87d29f')
+GUE_METRICS = {'virus/covid': 'macro_f1'}   # the paper scores Covid with F1, every other GUE task with MCC
+GUE_PUBLISHED = """\
+model,EMP/H3,EMP/H3K14ac,EMP/H3K36me3,EMP/H3K4me1,EMP/H3K4me2,EMP/H3K4me3,EMP/H3K79me3,EMP/H3K9ac,EMP/H4,EMP/H4ac,prom/prom_300_all,prom/prom_300_notata,prom/prom_300_tata,tf/0,tf/1,tf/2,tf/3,tf/4,prom/prom_core_all,prom/prom_core_notata,prom/prom_core_tata,mouse/0,mouse/1,mouse/2,mouse/3,mouse/4,virus/covid,splice/reconstructed
+DNABERT (6-mer),73.10,40.06,47.25,41.44,32.27,27.81,61.17,51.22,79.26,37.43,90.48,93.05,61.56,66.84,70.14,61.03,51.89,70.97,68.90,70.47,76.06,44.42,78.94,71.44,44.89,42.48,55.50,84.07
+NT-500M-human,69.67,33.55,44.14,37.15,30.87,24.06,58.35,45.81,76.17,33.74,87.71,90.75,78.07,61.59,66.75,53.58,42.95,60.81,63.45,64.82,71.34,31.04,75.04,61.67,29.17,29.27,50.82,79.71
+NT-500M-1000g,72.52,39.37,45.58,40.45,31.05,26.16,59.33,49.29,76.29,36.79,89.76,91.75,78.23,63.64,70.17,52.73,45.24,62.82,66.70,67.17,73.52,39.26,75.49,64.70,33.07,34.01,52.06,80.97
+NT-2500M-1000g,74.61,44.08,50.86,43.10,30.28,30.87,61.20,52.36,79.76,41.46,90.95,93.07,75.80,66.31,68.30,58.70,49.08,67.59,67.39,67.46,69.66,48.31,80.02,70.14,42.25,43.40,66.73,85.78
+NT-2500M-multi,78.77,56.20,61.99,55.30,36.49,40.34,64.70,56.01,81.67,49.13,91.01,94.00,79.43,66.64,70.28,58.72,51.65,69.34,70.33,71.58,72.97,63.31,83.76,71.52,69.44,47.07,73.04,89.35
+DNABERT-2,78.27,52.57,56.88,50.52,31.13,36.27,67.39,55.63,80.71,50.43,86.77,94.27,71.59,71.99,76.06,66.52,58.54,77.43,69.37,68.04,74.17,56.76,84.77,79.32,66.47,52.66,71.02,84.99
+DNABERT-2♦,80.17,57.42,61.90,53.00,39.89,41.20,65.46,57.07,81.86,50.35,88.31,94.34,68.79,69.12,71.87,62.96,55.35,74.94,67.50,69.53,76.18,64.23,86.28,81.28,73.49,50.80,68.49,85.93
+"""   # columns in genemask.tasks.GUE_TASKS order; x100
+
+def published_gue(long:bool=False, # one row per cell with its source, instead of models x tasks
+                 )->pd.DataFrame:
+    "The published GUE scores (x100) of DNABERT (6-mer), the Nucleotide Transformers and DNABERT-2 (`GUE_SOURCE`)."
+    from genemask.tasks import GUE_TASKS
+    wide = pd.read_csv(io.StringIO(GUE_PUBLISHED), index_col='model')
+    if not long: return wide
+    cells = wide.rename_axis(columns='task').stack().rename('value').reset_index()
+    return cells.assign(metric=cells.task.map(lambda t: 'F1' if GUE_METRICS.get(t) == 'macro_f1' else 'MCC'),
+                        source=GUE_SOURCE, table_row=cells.model,
+                        table_column=cells.task.map(lambda t: f'{GUE_TASKS[t][0]} / {GUE_TASKS[t][1]}'))
+
+def gue_table(results:pd.DataFrame, # rows of `run_gue` / `fine_tune` on GUE tasks (names as `GUE_TASKS`)
+              published:bool=True, # add the published rows (`published_gue`) under ours
+              model_col:str='model', # column naming the model
+              metrics:dict|None=None, # task -> score column where not 'mcc' (default `GUE_METRICS`)
+              digits:int=2, # decimals, as the paper prints
+             )->pd.DataFrame:
+    "Models x GUE tasks, score x 100 (mean over seeds), columns grouped by family as in DNABERT-2's table; ours first."
+    from genemask.tasks import GUE_TASKS
+    metrics = GUE_METRICS if metrics is None else metrics
+    check_distinct_tasks(results)
+    unknown = sorted(set(results['task']) - set(GUE_TASKS))
+    if unknown: raise ValueError(f'gue_table: not GUE task names: {unknown}; GUE has {", ".join(GUE_TASKS)}')
+    tasks = [t for t in GUE_TASKS if t in set(results['task'])]
+    ours = {m: {t: round(100 * g[metrics.get(t, 'mcc')].mean(), digits) for t, g in rows.groupby('task')}
+            for m, rows in results.groupby(model_col, sort=False)}
+    table = pd.DataFrame.from_dict(ours, orient='index').reindex(columns=tasks)
+    if published: table = pd.concat([table, published_gue()[tasks]])
+    label = lambda t: GUE_TASKS[t][1] + (' (F1)' if metrics.get(t, 'mcc') != 'mcc' else '')
+    table.columns = pd.MultiIndex.from_tuples([(GUE_TASKS[t][0], label(t)) for t in tasks], names=['family', 'task'])
+    return table.rename_axis('model')
+
 # %% ../nbs/08_evaluate.ipynb #d96d2ced
 def _parser():
     p = argparse.ArgumentParser(prog='genemask evaluate',
                                 description='Few-shot (GeneMask Table 4) and full fine-tuning (GUE) evaluation of a checkpoint.')
     p.add_argument('checkpoint', help='checkpoint folder (config.json, model.safetensors, vocab.txt)')
-    p.add_argument('tasks', nargs='+', metavar='TASK', help='task folders readable by genemask.tasks.load_task')
+    p.add_argument('tasks', nargs='+', metavar='TASK', help='task folders readable by genemask.tasks.load_task; '
+                   'with --full, or one folder in GUE\'s layout (GUE/EMP/H3, GUE/tf/0 ...): all its tasks, GUE settings')
     p.add_argument('--shots', type=int, nargs='+', default=None, help='examples per class (default 10 50, or none with --full)')
     p.add_argument('--repeats', type=int, default=10, help='repeats per few-shot setting (default 10)')
     p.add_argument('--full', action='store_true', help='full fine-tuning, checkpoint chosen by dev loss, MCC on test')
@@ -526,7 +671,10 @@ def _parser():
     p.add_argument('--epochs', type=int, default=None, help='override the epochs')
     p.add_argument('--batch-size', type=int, default=None, help='override the training batch size')
     p.add_argument('--eval-batch-size', type=int, default=256, help='sequences per forward pass when scoring')
-    p.add_argument('--eval-every', type=int, default=200, help='--full: steps between dev-loss evaluations')
+    p.add_argument('--eval-every', type=int, default=None, help='--full: steps between dev-loss evaluations (default 200, GUE: per family)')
+    p.add_argument('--max-steps', type=int, default=None, help='--full: train exactly this many steps')
+    p.add_argument('--missing-dev', choices=('error', 'hold-out'), default='error',
+                   help="GUE: a task without dev.csv is an error, or gets a tenth of train held out as dev")
     p.add_argument('--device', default=None, help='torch device (default: cuda when available)')
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -542,7 +690,11 @@ def evaluate_cli(argv:list[str]|None=None # arguments after `genemask evaluate`
     over = dict(lr=a.lr, epochs=a.epochs, batch_size=a.batch_size)
     try:
         check_checkpoint(a.checkpoint, need_weights=a.init == 'pretrained')
-        tasks = [as_task(t) for t in a.tasks]
+        if a.full and len(a.tasks) == 1 and _is_gue_root(a.tasks[0]):
+            if a.shots: raise ValueError(f'{a.tasks[0]}: a GUE folder runs with --full only; give --shots task folders')
+            return _gue_cli(a, out, over)
+        from genemask.tasks import task_names, load_task
+        tasks = [load_task(path, name=name) for name, path in task_names(a.tasks).items()]
         few, full = [], []
         for task in tasks:
             if shots:
@@ -550,7 +702,8 @@ def evaluate_cli(argv:list[str]|None=None # arguments after `genemask evaluate`
                                     eval_batch_size=a.eval_batch_size, device=a.device, progress=not a.quiet, **over))
                 _write(pd.concat(few, ignore_index=True), out, 'fewshot', ('task', 'shots'))
             if a.full:
-                full.append(fine_tune(a.checkpoint, task, a.init, a.model, seed=a.seed, eval_every=a.eval_every,
+                full.append(fine_tune(a.checkpoint, task, a.init, a.model, seed=a.seed, eval_every=a.eval_every or 200,
+                                      max_steps=a.max_steps,
                                       eval_batch_size=a.eval_batch_size, device=a.device, progress=not a.quiet,
                                       **{k: v for k, v in over.items() if v is not None}))
                 _write(pd.DataFrame(full), out, 'full', ('task',), metric='mcc')
@@ -559,6 +712,24 @@ def evaluate_cli(argv:list[str]|None=None # arguments after `genemask evaluate`
         return 2
     if few: print('few-shot accuracy (mean ± sd, %):', paper_table(pd.concat(few, ignore_index=True)).to_string(), sep='\n')
     if full: print('full fine-tuning MCC (%):', paper_table(pd.DataFrame(full), 'mcc', ('task',)).to_string(), sep='\n')
+    print(f'results in {out}')
+    return 0
+
+def _is_gue_root(path)->bool:
+    "A folder in GUE's layout (family folders of task folders, or the folder holding GUE/), not a task folder."
+    from genemask.tasks import GUE_TASKS
+    p = Path(path)
+    return (p.is_dir() and not any((p / f).is_file() for f in ('train.csv', 'train.tsv', 'test.tsv'))
+            and any((p / t).is_dir() or (p / 'GUE' / t).is_dir() for t in GUE_TASKS))
+
+def _gue_cli(a, out, over)->int:
+    "`--full GUE/`: every task with its family's settings, resumable in out/gue.csv; the table in out/gue_table.csv."
+    over = over | dict(eval_every=a.eval_every, max_steps=a.max_steps)
+    rows = run_gue(a.checkpoint, a.tasks[0], out / 'gue.csv', a.init, a.model, a.seed, a.missing_dev, over,
+                   a.eval_batch_size, a.device, progress=not a.quiet)
+    table = gue_table(rows)
+    save_csv(table, out / 'gue_table.csv', index=True)
+    print('GUE, MCC x 100 (Covid: F1 x 100); our rows, then the published ones:', table.to_string(), sep='\n')
     print(f'results in {out}')
     return 0
 

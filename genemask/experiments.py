@@ -175,17 +175,21 @@ def resolve_tasks(cfg, genome, d, log=print)->dict:
             log(f'tasks {missing} from {Path(ann).name}')
             build_tasks(genome, ann, d / 'tasks', tasks=tuple(missing), overwrite=True,
                         block_size=cfg['data'].get('task_block_size', 1_000_000))
+    from genemask.tasks import task_names
+    folders = [t for t in cfg['tasks'] if not t.startswith(('built:', 'fewshot:'))]
+    for t in folders:
+        if not Path(t).is_dir(): raise FileNotFoundError(f'task {t!r}: no such folder')
+    named = {str(p): n for n, p in task_names(folders).items()} if folders else {}   # unique: tf/0, mouse/0
     for t in cfg['tasks']:
-        kind, _, name = t.partition(':') if ':' in t else ('path', '', t)
-        if kind == 'built': out[f"{cfg['data'].get('label') or _genome_label(genome)}_{name}"] = d / 'tasks' / name
+        kind, _, name = t.partition(':') if t.startswith(('built:', 'fewshot:')) else ('path', '', t)
+        if kind == 'built': key, p = f"{cfg['data'].get('label') or _genome_label(genome)}_{name}", d / 'tasks' / name
         elif kind == 'fewshot':
             base = published_data_dir()
-            p = base / 'fewshot' / name if base else None
+            key, p = name, base / 'fewshot' / name if base else None
             if p is None or not p.is_dir(): log(f'task {t!r}: not present here, skipped'); continue
-            out[name] = p
-        else:
-            if not Path(name).is_dir(): raise FileNotFoundError(f'task {t!r}: no such folder')
-            out[Path(name).name] = Path(name)
+        else: key, p = named[t], Path(t)
+        if key in out: raise ValueError(f'tasks: two tasks are named {key!r} ({out[key]} and {p}): rename one folder')
+        out[key] = p
     if not out: raise ValueError('no evaluation task is available')
     return out
 
@@ -324,7 +328,9 @@ def _order(strategies):
     return sorted(set(strategies), key=key)
 
 # %% ../nbs/09_experiments.ipynb #4a35e284
-def strategy_tables(results:pd.DataFrame, metric:str='accuracy')->dict:
+def strategy_tables(results:pd.DataFrame, metric:str='accuracy',
+                    tasks:list|None=None, # column order of the tasks (default: as they first appear)
+                   )->dict:
     "Table 4 analogue per (architecture, steps): strategies x (task, n) of `mean ± sd`."
     from genemask.evaluate import paper_table
     out = {}
@@ -332,7 +338,7 @@ def strategy_tables(results:pd.DataFrame, metric:str='accuracy')->dict:
         base = results[(results.strategy == 'none') & (results.arch == arch)]
         df = pd.concat([base, df]).assign(strategy=lambda d: pd.Categorical(d.strategy, _order(d.strategy), ordered=True))
         df = df.sort_values('strategy').assign(strategy=lambda d: d.strategy.astype(str))
-        out[(arch, int(steps))] = paper_table(df, metric=metric, model_col='strategy')
+        out[(arch, int(steps))] = paper_table(df, metric=metric, model_col='strategy', tasks=tasks)
     return out
 
 def strategy_ttests(results:pd.DataFrame, reference:str='random', metric:str='accuracy')->pd.DataFrame:
@@ -433,7 +439,8 @@ def write_report(out_dir:str|Path, # the grid folder
     res = collect_results(out_dir)
     curves = learning_curves(out_dir)
     files = dict(results=save_csv(res, out_dir / 'results.csv'))
-    tables = strategy_tables(res, metric)
+    data = out_dir / 'data.json'
+    tables = strategy_tables(res, metric, tasks=list(json.loads(data.read_text())['tasks']) if data.exists() else None)   # the preset's order
     main_key = max(tables, key=lambda k: (k[1], k[0])) if tables else None
     for (arch, steps), t in tables.items(): save_csv(_flat(t).reset_index(), out_dir / f'table4_{arch}_{steps}steps.csv')
     tt = strategy_ttests(res, metric=metric)

@@ -210,7 +210,8 @@ def save_checkpoint(model:BertForMaskedLM, # the model (unwrapped from DDP)
     hf_logging.disable_progress_bar()               # no "Writing model shards" bar for every checkpoint
     try:
         model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        for folder in [tmp, *sorted(p for p in tmp.iterdir() if p.is_dir() and (p / 'config.json').exists())]:
+            tokenizer.save_pretrained(folder)       # and in every model sub-folder (an ELECTRA pair's generator/)
         _replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,11 +14,12 @@ from .tokenize import as_dna
 from .genome import read_fasta, default_genome, default_annotation, package_file, atomic_write
 
 # %% auto #0
-__all__ = ['SPLITS', 'N_POLICIES', 'PUBLISHED_CLASSES', 'SMALL_RNA_KINDS', 'TASKS', 'Split', 'Task', 'read_split', 'check_labels',
-           'load_task', 'published_draw', 'Transcript', 'Annotation', 'read_gff', 'transcript_starts', 'revcomp',
-           'promoter_interval', 'fetch', 'deepromoter_negatives', 'deepromoter_negative', 'splice_sites',
-           'splice_interval', 'decoy_candidates', 'block_order', 'assign_splits', 'task_tables', 'motif_shares',
-           'write_task', 'check_seqids', 'build_tasks', 'tasks_cli']
+__all__ = ['SPLITS', 'N_POLICIES', 'PUBLISHED_CLASSES', 'GUE_TASKS', 'GUE_SETTINGS', 'MISSING_DEV', 'SMALL_RNA_KINDS', 'TASKS',
+           'Split', 'Task', 'read_split', 'check_labels', 'load_task', 'published_draw', 'task_names', 'gue_tasks',
+           'Transcript', 'Annotation', 'read_gff', 'transcript_starts', 'revcomp', 'promoter_interval', 'fetch',
+           'deepromoter_negatives', 'deepromoter_negative', 'splice_sites', 'splice_interval', 'decoy_candidates',
+           'block_order', 'assign_splits', 'task_tables', 'motif_shares', 'write_task', 'check_seqids', 'build_tasks',
+           'tasks_cli']
 
 # %% ../nbs/07_tasks.ipynb #598d242e
 SPLITS = ('train', 'dev', 'test')
@@ -206,6 +207,69 @@ def published_draw(task:Task, # a task loaded from a GeneMask few-shot folder
     draws = task.meta.get('draws') or {}
     if n not in draws: raise KeyError(f'{task.name}: no published draw for n={n}; available: {sorted(draws)}')
     return task.train.subset(draws[n])
+
+# %% ../nbs/07_tasks.ipynb #7ac799cd
+def task_names(paths, # task folders (str or Path), in the order to run them
+              )->dict:
+    "name -> folder for each of `paths` (same order), every name unique: the folder's own name, or its path below the folders' common parent."
+    given = [Path(p) for p in paths]
+    if not given: raise ValueError('task_names: no task folders given')
+    real, seen = [p.resolve() for p in given], {}
+    for p, r in zip(given, real):
+        if r in seen: raise ValueError(f'task folder {p} is given twice (also as {seen[r]}): give each task once')
+        seen[r] = p
+    if len({r.name for r in real}) == len(real): return {r.name: p for r, p in zip(real, given)}
+    base = Path(os.path.commonpath(real))
+    if base in seen: base = base.parent      # one folder holds another: name the outer one too
+    return {r.relative_to(base).as_posix(): p for r, p in zip(real, given)}
+
+# %% ../nbs/07_tasks.ipynb #1804d0db
+_EMP = ('H3', 'H3K14ac', 'H3K36me3', 'H3K4me1', 'H3K4me2', 'H3K4me3', 'H3K79me3', 'H3K9ac', 'H4', 'H4ac')
+GUE_TASKS = {   # task -> (column group, column heading) of DNABERT-2's results table, and the settings group
+    **{f'EMP/{m}': ('Epigenetic Marks Prediction', m, 'EMP') for m in _EMP},
+    **{f'prom/prom_300_{s}': ('Promoter Detection', s, 'prom_300' + '_tata' * (s == 'tata')) for s in ('all', 'notata', 'tata')},
+    **{f'tf/{i}': ('Transcription Factor Prediction (Human)', str(i), 'tf') for i in range(5)},
+    **{f'prom/prom_core_{s}': ('Core Promoter Detection', s, 'prom_core' + '_tata' * (s == 'tata')) for s in ('all', 'notata', 'tata')},
+    **{f'mouse/{i}': ('Transcription Factor Prediction (Mouse)', str(i), 'mouse') for i in range(5)},
+    'virus/covid': ('Virus', 'Covid', 'covid'),
+    'splice/reconstructed': ('Splice', 'Reconstruct', 'splice'),
+}
+_S = lambda max_length, bpe_length, epochs, batch_size, warmup_steps, eval_every, max_steps=None: dict(
+    max_length=max_length, bpe_length=bpe_length, epochs=epochs, max_steps=max_steps, lr=3e-5, batch_size=batch_size,
+    warmup_steps=warmup_steps, eval_every=eval_every, weight_decay=0.01)
+GUE_SETTINGS = {   # DNABERT_2 finetune/scripts/run_dnabert1.sh (kmer=6) @ d87d29f; bpe_length from run_dnabert2.sh
+    'EMP': _S(512, 128, 3, 32, 50, 200),          'prom_300': _S(310, 70, 4, 32, 50, 400),
+    'prom_300_tata': _S(310, 70, 10, 32, 50, 200), 'prom_core': _S(80, 20, 4, 32, 50, 400),
+    'prom_core_tata': _S(80, 20, 10, 32, 50, 200), 'tf': _S(110, 30, 3, 32, 30, 200),
+    'mouse': _S(110, 30, 5, 32, 30, 200, max_steps=1000), 'covid': _S(1024, 256, 9, 128, 50, 200),
+    'splice': _S(410, 80, 5, 32, 50, 200),
+}
+MISSING_DEV = ('error', 'hold-out')
+
+def gue_tasks(root:str|Path, # GUE's folder (holding EMP/, prom/, tf/ ...), or the folder holding GUE/
+              missing_dev:str='error', # a task without dev.csv: 'error', or 'hold-out' (part of train becomes dev)
+             )->dict:
+    "GUE task name ('EMP/H3', 'tf/0', 'mouse/0' ...) -> folder for the GUE tasks under `root`, in the paper's column order."
+    if missing_dev not in MISSING_DEV: raise ValueError(f'missing_dev must be one of {MISSING_DEV}, got {missing_dev!r}')
+    root = Path(root)
+    if not root.is_dir(): raise FileNotFoundError(f'{root}: no such folder (expected GUE/, holding EMP/H3, tf/0, mouse/0 ...)')
+    families = {n.split('/')[0] for n in GUE_TASKS}
+    if not any((root / f).is_dir() for f in families) and (root / 'GUE').is_dir(): root = root / 'GUE'
+    found = {n: root / n for n in GUE_TASKS if (root / n).is_dir()}
+    if not found: raise FileNotFoundError(f'{root}: none of GUE\'s {len(GUE_TASKS)} task folders (e.g. {root / "EMP/H3"}, {root / "tf/0"})')
+    need = ('train.csv', 'test.csv') + (('dev.csv',) if missing_dev == 'error' else ())
+    for p in found.values():
+        lack = [f for f in need if not (p / f).is_file()]
+        if lack: raise FileNotFoundError(f'{p}: no {", ".join(lack)}; every GUE task has train.csv, dev.csv and test.csv'
+                                         + (" (for a task without dev.csv, missing_dev='hold-out' / --missing-dev hold-out "
+                                            'holds out a tenth of train as dev)' if lack == ['dev.csv'] else ''))
+    other = sorted(p.parent.relative_to(root).as_posix() for p in root.glob('*/*/train.csv')
+                   if p.parent.relative_to(root).as_posix() not in GUE_TASKS)
+    if other: warnings.warn(f'{root}: skipping folders that are not GUE tasks: {", ".join(other)}')
+    if len(found) < len(GUE_TASKS):
+        warnings.warn(f'{root}: {len(GUE_TASKS) - len(found)} of GUE\'s {len(GUE_TASKS)} tasks not found: '
+                      f'{", ".join(n for n in GUE_TASKS if n not in found)}')
+    return found
 
 # %% ../nbs/07_tasks.ipynb #f84ede13
 SMALL_RNA_KINDS = frozenset({'tRNA', 'rRNA', 'miRNA', 'snoRNA', 'snRNA', 'scRNA', 'SRP_RNA', 'RNase_P_RNA',

@@ -7,12 +7,15 @@ from __future__ import annotations
 import itertools, json, os, re
 from pathlib import Path
 import numpy as np
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordLevel
 from transformers import AutoTokenizer, PreTrainedTokenizer, PretrainedConfig
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'PAD_ID', 'UNK_ID', 'CLS_ID', 'SEP_ID', 'MASK_ID', 'N_SPECIAL', 'BASES', 'NUCLEOTIDES', 'kmer_vocab',
            'dna_codes', 'kmer_index', 'kmer_ids', 'kmers_to_dna', 'as_dna', 'KmerTokenizer', 'NucleotideTokenizer',
-           'GenemaskTokenizerConfig', 'load_tokenizer', 'get_tokenizer', 'batch_encode_dna']
+           'rust_tokenizer', 'save_plain_files', 'GenemaskTokenizerConfig', 'load_tokenizer', 'get_tokenizer',
+           'batch_encode_dna']
 
 # %% ../nbs/00_tokenize.ipynb #f0fbe49c
 SPECIAL_TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
@@ -111,6 +114,7 @@ class KmerTokenizer(PreTrainedTokenizer):
         self.ids_to_tokens = list(self.vocab)
         for name, tok in zip(['pad_token', 'unk_token', 'cls_token', 'sep_token', 'mask_token'], SPECIAL_TOKENS):
             kwargs.setdefault(name, tok)
+        kwargs['do_lower_case'] = False   # written to tokenizer_config.json: BertTokenizer must not lowercase k-mers
         super().__init__(k=self.k, model_max_length=model_max_length, **kwargs)
 
     @property
@@ -150,9 +154,10 @@ class KmerTokenizer(PreTrainedTokenizer):
         return out + [1] * (len(token_ids_1) + 1) if token_ids_1 is not None else out
 
     def save_vocabulary(self, save_directory, filename_prefix=None):
+        "vocab.txt (DNABERT's layout), then the files plain transformers needs (`save_plain_files`)."
         path = Path(save_directory) / ((filename_prefix + '-' if filename_prefix else '') + 'vocab.txt')
         path.write_text(''.join(t + '\n' for t in self.ids_to_tokens))
-        return (str(path),)
+        return (str(path),) + save_plain_files(self, save_directory, filename_prefix)
 
 def _check_vocab_file(vocab_file, vocab):
     lines = Path(vocab_file).read_text().splitlines()
@@ -179,6 +184,7 @@ class NucleotideTokenizer(PreTrainedTokenizer):
         self.ids_to_tokens = list(self.vocab)
         for name, tok in zip(['pad_token', 'unk_token', 'cls_token', 'sep_token', 'mask_token'], SPECIAL_TOKENS):
             kwargs.setdefault(name, tok)
+        kwargs['do_lower_case'] = False
         super().__init__(model_max_length=model_max_length, **kwargs)
 
     @property
@@ -198,6 +204,35 @@ class NucleotideTokenizer(PreTrainedTokenizer):
     get_special_tokens_mask = KmerTokenizer.get_special_tokens_mask
     create_token_type_ids_from_sequences = KmerTokenizer.create_token_type_ids_from_sequences
     save_vocabulary = KmerTokenizer.save_vocabulary
+
+# %% ../nbs/00_tokenize.ipynb #01ac0ce0
+def rust_tokenizer(tokenizer # a `KmerTokenizer` or `NucleotideTokenizer`
+                  )->Tokenizer:
+    "A `tokenizers.Tokenizer` with `tokenizer`'s ids on k-mer text (k > 1) or on raw DNA and spaced bases (k = 1)."
+    unk = 'N' if isinstance(tokenizer, NucleotideTokenizer) else SPECIAL_TOKENS[UNK_ID]   # as `encode_dna`
+    rt = Tokenizer(WordLevel(tokenizer.get_vocab(), unk_token=unk))
+    rt.normalizer = normalizers.Sequence([normalizers.Replace(b.lower(), b) for b in 'ACGTN'] +
+                                         [normalizers.Replace(q, ' ') for q in '"\''])   # quoted lines, as `as_dna`
+    pre = [pre_tokenizers.WhitespaceSplit()]
+    if tokenizer.k == 1: pre.append(pre_tokenizers.Split(Regex('.'), behavior='isolated'))   # one token per character
+    rt.pre_tokenizer = pre_tokenizers.Sequence(pre)
+    cls, sep = SPECIAL_TOKENS[CLS_ID], SPECIAL_TOKENS[SEP_ID]
+    rt.post_processor = processors.TemplateProcessing(single=f'{cls}:0 $A:0 {sep}:0', pair=f'{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1',
+                                                      special_tokens=[(cls, CLS_ID), (sep, SEP_ID)])
+    if tokenizer.k == 1: rt.decoder = decoders.Fuse()   # bases decode to DNA, k-mers to k-mer text
+    rt.add_special_tokens(SPECIAL_TOKENS)
+    return rt
+
+def save_plain_files(tokenizer, # a `KmerTokenizer` or `NucleotideTokenizer`
+                     save_directory:str|Path, # the tokenizer's folder
+                     filename_prefix:str|None=None, # as in `save_pretrained`
+                    )->tuple[str, ...]:
+    "Write `tokenizer.json` (`rust_tokenizer`) and `special_tokens_map.json`; their paths."
+    pre = filename_prefix + '-' if filename_prefix else ''
+    rust, special = Path(save_directory) / f'{pre}tokenizer.json', Path(save_directory) / f'{pre}special_tokens_map.json'
+    rust_tokenizer(tokenizer).save(str(rust))
+    special.write_text(json.dumps(tokenizer.special_tokens_map, indent=2, sort_keys=True) + '\n')
+    return str(rust), str(special)
 
 # %% ../nbs/00_tokenize.ipynb #87c50206
 class GenemaskTokenizerConfig(PretrainedConfig):

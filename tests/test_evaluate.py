@@ -209,3 +209,32 @@ def test_prom_core_ten_repeats_random_init(ckpt):
     res = ev.few_shot(ckpt, task, shots=(10,), repeats=10, init='random', progress=False)
     assert len(res) == 10 and (res['n_test'] == 5920).all()
     assert len({tuple(i) for i in res['indices']}) == 10
+
+
+# ---- task names and table order (issue 16, points 4 and 5) -------------------------------------------
+
+def test_same_named_tasks_stay_apart(ckpt, tmp_path):
+    a, b = gue_folder(tmp_path / 'a' / '50shot', seed=1), gue_folder(tmp_path / 'b' / '50shot', seed=2)
+    out = tmp_path / 'out'
+    assert ev.evaluate_cli([str(ckpt), str(a), str(b), '--shots', '2', '--repeats', '1', '--epochs', '1',
+                            '--out', str(out), '--quiet']) == 0
+    summ = pd.read_csv(out / 'fewshot_summary.csv')
+    assert summ['task'].tolist() == ['a/50shot', 'b/50shot'] and (summ['n'] == 1).all()
+    assert ev.evaluate_cli([str(ckpt), str(a), str(tmp_path / 'a' / '..' / 'a' / '50shot'), '--shots', '2',
+                            '--out', str(out), '--quiet']) == 2          # the same folder twice
+
+
+def test_rows_of_two_folders_never_merge():
+    rows = pd.DataFrame(dict(task='50shot', task_path=['/x/a/50shot', '/x/b/50shot'], model='m', shots=10, accuracy=[.5, .7]))
+    for f in (ev.summarize, ev.paper_table):
+        with pytest.raises(ValueError, match="'50shot' stands for 2 different task folders"): f(rows)
+
+
+def test_paper_table_columns_in_task_order_then_shots():
+    rows = pd.DataFrame(dict(model=['m'] * 4 + ['r'] * 4, task=['prom', 'prom', 'splice', 'splice'] * 2,
+                             shots=[50, 10, 50, 10] * 2, accuracy=np.linspace(.5, .9, 8)))
+    assert list(ev.paper_table(rows).columns) == [('prom', 10), ('prom', 50), ('splice', 10), ('splice', 50)]
+    assert list(ev.paper_table(rows, tasks=['splice', 'prom']).columns) == [('splice', 10), ('splice', 50), ('prom', 10), ('prom', 50)]
+    first_splice = pd.concat([rows[rows.task == 'splice'], rows[rows.task == 'prom']])
+    assert list(ev.paper_table(first_splice).columns)[:2] == [('splice', 10), ('splice', 50)]
+    assert ev.summarize(first_splice)[['model', 'task', 'shots']].values[:2].tolist() == [['m', 'splice', 10], ['m', 'splice', 50]]
