@@ -5,7 +5,7 @@ training time (evaluation and checkpointing excluded), on the same genome:
 
   mlm-random     BERT, 6-mer tokens, DNABERT random masking          (chapters 3, 5, 6)
   cm-gems        BERT, 6-mer tokens, GeneMask -> Global curriculum   (chapter 4)
-  electra        ELECTRA discriminator, single nucleotides, 15% per-nucleotide masking (chapter 10)
+  electra        ELECTRA discriminator, single nucleotides, 15% per-nucleotide masking (chapter 05b)
   electra-pmi    the same with PMI-span corruption of the generator's input
   (+ each architecture with random weights, the floor pretraining has to beat)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib, sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'usage', 'main']
+__all__ = ['COMMANDS', 'USER_ERRORS', 'usage', 'main']
 
 # %% ../nbs/12_cli.ipynb #6d9d1c0a
 COMMANDS = {  # subcommand: (module, function, one-line help)
@@ -37,7 +37,13 @@ def main(argv:list[str]|None=None # arguments after the program name (default: s
     if name not in COMMANDS:
         print(f"genemask: unknown command {name!r}\n\n{usage()}", file=sys.stderr); return 2
     mod, fn, _ = COMMANDS[name]
-    return getattr(importlib.import_module(mod), fn)(rest) or 0
+    try: return getattr(importlib.import_module(mod), fn)(rest) or 0
+    except USER_ERRORS as e:       # bad input or a failed precondition: one line on stderr, exit 1
+        print(f'genemask {name}: error: {e}', file=sys.stderr, flush=True); return 1
+    except KeyboardInterrupt:
+        print(f'genemask {name}: interrupted', file=sys.stderr); return 130
+
+USER_ERRORS = (OSError, ValueError, FloatingPointError)   # what a user's input or machine can cause; anything else is a bug
 
 # %% ../nbs/12_cli.ipynb #d84b21b3
 #| eval: false

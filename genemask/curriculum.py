@@ -9,7 +9,8 @@ import numpy as np
 from .masking import parse_strategy
 
 # %% auto #0
-__all__ = ['CURRICULA', 'Curriculum', 'FixedCurriculum', 'step_uniform', 'CMStep', 'CMGEMS', 'is_curriculum', 'get_curriculum']
+__all__ = ['CURRICULA', 'STRATEGY_ORDER', 'Curriculum', 'FixedCurriculum', 'step_uniform', 'CMStep', 'CMGEMS', 'is_curriculum',
+           'get_curriculum', 'strategy_order']
 
 # %% ../nbs/04_curriculum.ipynb #77c14068
 class Curriculum:
@@ -110,3 +111,12 @@ def get_curriculum(name:str, # a masking name ('random', 'genemask-x2', ...), or
             raise ValueError(f"unknown curriculum {name!r}: use a curriculum ({', '.join(CURRICULA)}) or a masking "
                              "strategy ('random', 'genemask', 'global', optionally with '-x2')") from None
         raise
+
+# %% ../nbs/04_curriculum.ipynb #041c76cb
+STRATEGY_ORDER = ('random', 'genemask', 'global', 'cm-step', 'cm-gems')   # by difficulty, then the curricula
+
+def strategy_order(names, # strategy names (repeats allowed)
+                  )->list[str]:
+    "The distinct `names` in reading order: random, GeneMask, Global, the curricula, others last; each -x2 right after its rate."
+    key = lambda s: (STRATEGY_ORDER.index(s.removesuffix('-x2')) if s.removesuffix('-x2') in STRATEGY_ORDER else 99, s)
+    return sorted(set(names), key=key)

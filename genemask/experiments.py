@@ -4,20 +4,22 @@
 
 # %% ../nbs/09_experiments.ipynb #4c012efc
 from __future__ import annotations
-import copy, functools, itertools, json, os, platform, shutil, sys, threading, time, traceback
+import copy, dataclasses, functools, itertools, json, os, platform, shutil, sys, threading, time, traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
 from .genome import atomic_write
+from .pretrain import load_yaml, plot_curves
 
 # %% auto #0
-__all__ = ['PRESET_KEYS', 'GRID_AXES', 'ELECTRA_STRATEGIES', 'DATA_PATHS', 'RUN_NOTEBOOKS', 'STRATEGY_ORDER', 'nbs_dir', 'fits',
-           'load_preset', 'resolve_paths', 'check_preset', 'run_name', 'expand_grid', 'prepare_data', 'resolve_tasks',
-           'kernel_manager', 'execute_notebook', 'run_parameters', 'execute_run', 'run_grid', 'collect_results',
-           'learning_curves', 'machine_info', 'strategy_tables', 'strategy_ttests', 'plot_steps', 'plot_doubled',
-           'plot_curves', 'markdown_table', 'write_report', 'run_experiments', 'run_cli']
+__all__ = ['PRESET_KEYS', 'GRID_AXES', 'EVALUATE_KEYS', 'BASELINE', 'DATA_PATHS', 'RUN_NOTEBOOKS', 'nbs_dir', 'run_label',
+           'run_name', 'run_settings', 'expand_grid', 'fits', 'load_preset', 'resolve_paths', 'check_preset',
+           'prepare_data', 'resolve_tasks', 'kernel_manager', 'execute_notebook', 'run_parameters', 'execute_run',
+           'test_subset', 'evaluate_checkpoint', 'run_grid', 'collect_results', 'learning_curves', 'machine_info',
+           'with_labels', 'label_order', 'strategy_tables', 'strategy_ttests', 'plot_steps', 'plot_doubled',
+           'markdown_table', 'write_report', 'run_experiments', 'run_cli']
 
 # %% ../nbs/09_experiments.ipynb #66acde97
 def nbs_dir()->Path:
@@ -28,16 +30,46 @@ def nbs_dir()->Path:
         raise FileNotFoundError(f'{d}: genemask runs execute its notebooks; install genemask from a clone with `pip install -e .`')
     return d
 
+# %% ../nbs/09_experiments.ipynb #9bb33618
+def run_label(run:dict)->str:
+    "A run's row in the tables: its strategy (masked LM), `electra` with its corruption, or the random-weights baseline."
+    if run.get('baseline'): return BASELINE
+    return run['strategy'] if run['objective'] == 'mlm' else 'electra' + ('' if run['corruption'] == 'random' else f"-{run['corruption']}")
+
+def run_name(run:dict)->str:
+    "Folder name of a run: its label, model, steps and seed."
+    return f"{run_label(run).replace(' ', '-')}_{run['model']}_{run['steps']}steps_seed{run['seed']}"
+
+def run_settings(run:dict)->dict:
+    "The `PretrainConfig` fields a grid run sets (the preset's `pretrain` section gives the others)."
+    return {k: run[k] for k in ('objective', 'strategy', 'model', 'steps', 'seed')} | (
+        dict(corruption=run['corruption']) if run['objective'] == 'electra' else {})
+
+def expand_grid(cfg:dict)->list[dict]:
+    "One dictionary per run of the preset's grid, the random-weights baselines first (`baseline: true`)."
+    g, corruption = cfg['grid'], cfg['pretrain'].get('corruption', 'random')
+    runs = []
+    for o, m, n, sd in itertools.product(g['objective'], g['model'], g['steps'], g['seed']):
+        if not fits(o, m): continue
+        for s in (g['strategy'] if o == 'mlm' else ['random']):       # ELECTRA corrupts with `corruption`, not a strategy
+            runs.append(dict(objective=o, strategy=s, corruption=corruption if o == 'electra' else None, model=m, steps=n, seed=sd, baseline=False))
+    if cfg.get('baseline'):
+        objective = lambda m: next(o for o in g['objective'] if fits(o, m))
+        runs = [dict(objective=objective(m), strategy=None, corruption=None, model=m, steps=0, seed=sd, baseline=True)
+                for m in g['model'] for sd in g['seed']] + runs
+    for r in runs: r.update(label=run_label(r), name=run_name(r))
+    return runs
+
 # %% ../nbs/09_experiments.ipynb #42a96fa9
 PRESET_KEYS = {'name', 'data', 'tasks', 'grid', 'baseline', 'jobs', 'nproc', 'pretrain', 'evaluate'}
-GRID_AXES = ('strategy', 'model', 'steps', 'seed')
-ELECTRA_STRATEGIES = {'electra': 'random', 'electra-span': 'span', 'electra-pmi': 'pmi'}   # grid name -> corruption (chapter 10)
+GRID_AXES = ('objective', 'strategy', 'model', 'steps', 'seed')   # `objective` may be left out: masked LM only
+EVALUATE_KEYS = {'shots', 'repeats', 'epochs', 'lr', 'batch_size', 'max_test'}   # the evaluate notebook's settings
+BASELINE = 'random weights'   # the label of the random-weights baseline in tables and figures
 
-def fits(strategy:str, model:str)->bool:
-    "Whether a grid strategy runs on a model: ELECTRA strategies on `ELECTRA_CONFIGS` sizes, the others on `MODEL_CONFIGS`."
-    from genemask.models import MODEL_CONFIGS
-    from genemask.electra import ELECTRA_CONFIGS
-    return model in (ELECTRA_CONFIGS if strategy in ELECTRA_STRATEGIES else MODEL_CONFIGS)
+def fits(objective:str, model:str)->bool:
+    "Whether a model size exists for an objective: `MODEL_CONFIGS` for the masked LM, `ELECTRA_CONFIGS` for ELECTRA."
+    from genemask.pretrain import OBJECTIVES
+    return model in OBJECTIVES[objective].sizes
 
 def load_preset(name_or_path:str|Path='quick', # a preset name in nbs/presets, or a YAML file
                 overrides:list[str]|None=None, # 'key.sub=value' strings (values parsed as YAML)
@@ -48,11 +80,13 @@ def load_preset(name_or_path:str|Path='quick', # a preset name in nbs/presets, o
     if not p.exists():
         names = sorted(x.stem for x in (nbs_dir() / 'presets').glob('*.yaml'))
         raise FileNotFoundError(f'{p}: no such preset (shipped presets: {names})')
-    try: cfg = yaml.safe_load(p.read_text())
+    try: cfg = load_yaml(p.read_text())
     except yaml.YAMLError as e: raise ValueError(f'{p}: not valid YAML: {e}') from e
     if not isinstance(cfg, dict): raise ValueError(f'{p}: a preset is a YAML mapping')
+    source = f"{p}{' with --set ' + ', '.join(overrides) if overrides else ''}"
     for o in overrides or []: _override(cfg, o)
-    check_preset(cfg, p)
+    if isinstance(cfg.get('grid'), dict): cfg['grid'].setdefault('objective', ['mlm'])   # the masked LM unless said otherwise
+    check_preset(cfg, source)
     resolve_paths(cfg)
     cfg['_source'] = str(p.resolve())
     return cfg
@@ -72,56 +106,59 @@ def resolve_paths(cfg:dict, # a preset; changed in place
     return cfg
 
 def _override(cfg, text):
-    if '=' not in text: raise ValueError(f'override {text!r}: expected key.sub=value')
+    if '=' not in text: raise ValueError(f'--set {text!r}: expected key.sub=value')
     key, val = text.split('=', 1)
     *path, last = key.strip().split('.')
     d = cfg
-    for part in path: d = d.setdefault(part, {})
-    d[last] = yaml.safe_load(val)
+    for part in path:
+        d = d.setdefault(part, {})
+        if not isinstance(d, dict): raise ValueError(f'--set {text!r}: {part!r} is not a section')
+    d[last] = load_yaml(val)
 
 def check_preset(cfg:dict, source='preset'):
-    "Raise a clear error for unknown keys, an empty grid axis or a bad grid value."
+    "Raise a clear error, naming the key, its section and `source`, for an unknown key or a bad value, before any work."
     unknown = set(cfg) - PRESET_KEYS - {'_source'}
     if unknown: raise ValueError(f'{source}: unknown keys {sorted(unknown)} (known: {sorted(PRESET_KEYS)})')
     for key in ('data', 'grid', 'pretrain', 'evaluate'):
         if not isinstance(cfg.get(key), dict): raise ValueError(f'{source}: `{key}` must be a mapping')
-    for ax in GRID_AXES:
-        v = cfg['grid'].get(ax)
-        if not isinstance(v, list) or not v: raise ValueError(f'{source}: grid.{ax} must be a non-empty list')
-    for s in cfg['grid']['steps']:
-        if not isinstance(s, int) or s <= 0: raise ValueError(f'{source}: grid.steps must be positive integers, got {s!r}')
-    from genemask.curriculum import get_curriculum
-    for s in cfg['grid']['strategy']:
-        if s in ELECTRA_STRATEGIES: continue
-        try: get_curriculum(s, total_steps=100)
-        except Exception as e: raise ValueError(f'{source}: grid.strategy {s!r}: {e}') from e
-    from genemask.models import MODEL_CONFIGS
-    from genemask.electra import ELECTRA_CONFIGS
-    for m in cfg['grid']['model']:
-        if m not in MODEL_CONFIGS and m not in ELECTRA_CONFIGS:
-            raise ValueError(f'{source}: grid.model {m!r} is not one of {sorted(MODEL_CONFIGS)} (or, for ELECTRA, {sorted(ELECTRA_CONFIGS)})')
-    for s in cfg['grid']['strategy']:
-        if not any(fits(s, m) for m in cfg['grid']['model']):
-            raise ValueError(f"{source}: grid.strategy {s!r} has no model in grid.model {cfg['grid']['model']} to run on "
-                             f"({'ELECTRA sizes: ' + ', '.join(sorted(ELECTRA_CONFIGS)) if s in ELECTRA_STRATEGIES else ', '.join(sorted(MODEL_CONFIGS))})")
-    if 'electra-pmi' in cfg['grid']['strategy'] and cfg['data'].get('k', 6) != 6:
-        raise ValueError(f"{source}: grid.strategy 'electra-pmi' looks up 6-mer ranks: data.k must be 6")
-    if not isinstance(cfg.get('tasks'), list) or not cfg['tasks']: raise ValueError(f'{source}: `tasks` must be a non-empty list')
-
-# %% ../nbs/09_experiments.ipynb #9bb33618
-def run_name(run:dict)->str:
-    "Folder name of a run: strategy, model, steps and seed."
-    return f"{run['strategy']}_{run['model']}_{run['steps']}steps_seed{run['seed']}"
-
-def expand_grid(cfg:dict)->list[dict]:
-    "One parameter dictionary per run of the preset's grid (plus the random-weights baselines)."
     g = cfg['grid']
-    runs = [dict(strategy=s, model=m, steps=n, seed=sd)
-            for m, n, sd, s in itertools.product(g['model'], g['steps'], g['seed'], g['strategy']) if fits(s, m)]
-    if cfg.get('baseline'):
-        runs = [dict(strategy='none', model=m, steps=0, seed=sd) for m in g['model'] for sd in g['seed']] + runs
-    for r in runs: r['name'] = run_name(r)
-    return runs
+    bad = set(g) - set(GRID_AXES)
+    if bad: raise ValueError(f'{source}: unknown grid axes {sorted(bad)} (known: {list(GRID_AXES)})')
+    for ax in GRID_AXES:
+        if not isinstance(g.get(ax), list) or not g[ax]: raise ValueError(f'{source}: grid.{ax} must be a non-empty list')
+    old = [s for s in g['strategy'] if str(s).startswith('electra')]
+    if old: raise ValueError(f"{source}: grid.strategy {old[0]!r}: ELECTRA is an objective, not a masking strategy: "
+                             "give grid.objective: [mlm, electra] and pretrain.corruption: random | span | pmi")
+    if 'electra' in g['objective'] and cfg['pretrain'].get('corruption') == 'pmi' and cfg['data'].get('k', 6) != 6:
+        raise ValueError(f"{source}: pretrain.corruption 'pmi' looks up 6-mer ranks: data.k must be 6")
+    bad = set(cfg['evaluate']) - EVALUATE_KEYS
+    if bad: raise ValueError(f'{source}: unknown key{"s" * (len(bad) > 1)} {sorted(bad)} in section `evaluate` (known: {sorted(EVALUATE_KEYS)})')
+    if not isinstance(cfg.get('tasks'), list) or not cfg['tasks']: raise ValueError(f'{source}: `tasks` must be a non-empty list')
+    _check_runs(cfg, source)
+
+def _check_runs(cfg, source):
+    "Every run of the grid as a `PretrainConfig`, checked on its own (`check_settings`), and every model size used."
+    from genemask.pretrain import PretrainConfig, OBJECTIVES, check_settings, check_strategy
+    g, pre = cfg['grid'], cfg['pretrain']
+    for o in g['objective']:
+        if o not in OBJECTIVES: raise ValueError(f'{source}: grid.objective {o!r}: use {" or ".join(OBJECTIVES)}')
+    for m in g['model']:
+        if not any(fits(o, m) for o in g['objective']):
+            raise ValueError(f"{source}: grid.model {m!r} is a size of no objective in grid.objective {g['objective']} "
+                             f"({'; '.join(f'{o}: {sorted(OBJECTIVES[o].sizes)}' for o in g['objective'])})")
+    for o in g['objective']:
+        if not any(fits(o, m) for m in g['model']):
+            raise ValueError(f"{source}: grid.objective {o!r} has no model in grid.model {g['model']} (its sizes: {sorted(OBJECTIVES[o].sizes)})")
+    for s in g['steps']:
+        if not isinstance(s, int) or isinstance(s, bool) or s <= 0: raise ValueError(f'{source}: grid.steps must be positive integers, got {s!r}')
+    for s in g['strategy']:
+        try: check_strategy(s)
+        except ValueError as e: raise ValueError(f'{source}: grid.strategy {s!r}: {e}') from None
+    for run in expand_grid(cfg):
+        if run['baseline']: continue
+        try: check_settings(PretrainConfig.from_dict({**pre, **run_settings(run)}, f'{source}: section `pretrain`'))
+        except ValueError as e:
+            raise ValueError(str(e) if str(e).startswith(source) else f"{source}: run {run['name']}: {e}") from None
 
 # %% ../nbs/09_experiments.ipynb #11f207ea
 def prepare_data(cfg:dict, # a preset from `load_preset`
@@ -148,7 +185,7 @@ def prepare_data(cfg:dict, # a preset from `load_preset`
                                      min_count=dc.get('min_count', 101)), ranking)
     tasks = resolve_tasks(cfg, genome, d, log)
     out = dict(genome=str(genome), corpus=str(corpus), ranking=str(ranking), tasks={k: str(v) for k, v in tasks.items()})
-    if set(cfg['grid']['strategy']) & set(ELECTRA_STRATEGIES):   # ELECTRA reads single nucleotides of the same genome
+    if 'electra' in cfg['grid']['objective']:   # ELECTRA reads single nucleotides of the same genome
         from genemask.tokenize import NucleotideTokenizer
         log(f'single-nucleotide corpus from {genome.name}')
         out['corpus_nucleotide'] = str(build_corpus(genome, d / 'corpus-nt', tokenizer=NucleotideTokenizer(), seed=dc.get('corpus_seed', 42),
@@ -217,16 +254,14 @@ def execute_notebook(name:str, # a key of RUN_NOTEBOOKS
                         cwd=str(cwd or Path(out).parent), log_output=False, kernel_manager_class=kernel_manager())
 
 def run_parameters(cfg:dict, run:dict, data:dict, run_dir:Path, threads:int=1)->dict:
-    "The parameters of one run's two notebooks."
-    pre = dict(cfg['pretrain'], corpus=data['corpus'], ranks=data['ranking'], strategy=run['strategy'],
-               model=run['model'], steps=run['steps'], seed=run['seed'], out_dir=str(run_dir / 'pretrain'),
-               nproc=cfg.get('nproc', 1), threads=threads)
-    if run['strategy'] in ELECTRA_STRATEGIES:
-        pre.update(corpus=data['corpus_nucleotide'], objective='electra', corruption=ELECTRA_STRATEGIES[run['strategy']])
+    "The parameters of one run's two notebooks: its pretraining configuration (`PretrainConfig` fields) and its evaluation."
+    corpus = data['corpus_nucleotide'] if run['objective'] == 'electra' else data['corpus']
+    pre = dict(config=dict(cfg['pretrain'], **run_settings(run), corpus=corpus, ranks=data['ranking'],
+                           out_dir=str(run_dir / 'pretrain'), nproc=cfg.get('nproc', 1), progress=False), threads=threads)
+    tags = dict(label=run['label'], objective=run['objective'], strategy=run['strategy'], arch=run['model'], steps=run['steps'],
+                pretrain_seed=run['seed'], **(dict(corruption=run['corruption']) if run['objective'] == 'electra' else {}))
     ev = dict(cfg['evaluate'], checkpoint=str(run_dir / 'pretrain' / 'final'), tasks=data['tasks'],
-              out_dir=str(run_dir / 'eval'), seed=run['seed'], label=run['strategy'],
-              tags=dict(strategy=run['strategy'], arch=run['model'], steps=run['steps'], pretrain_seed=run['seed']),
-              threads=threads)
+              out_dir=str(run_dir / 'eval'), seed=run['seed'], label=run['label'], tags=tags, threads=threads)
     return dict(pretrain=pre, evaluate=ev)
 
 def execute_run(cfg:dict, run:dict, data:dict, out_dir:Path, threads:int=1)->dict:
@@ -242,7 +277,7 @@ def execute_run(cfg:dict, run:dict, data:dict, out_dir:Path, threads:int=1)->dic
     (run_dir / 'params.yaml').write_text(yaml.safe_dump(dict(run=run, **params), sort_keys=False))
     t0, stage = time.time(), 'pretrain'
     try:
-        if run['strategy'] == 'none': _random_checkpoint(run, data, run_dir / 'pretrain' / 'final')
+        if run['baseline']: _random_checkpoint(run, data, run_dir / 'pretrain' / 'final')
         else: execute_notebook('pretrain', run_dir / 'pretrain.ipynb', params['pretrain'])
         stage = 'evaluate'
         execute_notebook('evaluate', run_dir / 'evaluate.ipynb', params['evaluate'])
@@ -262,11 +297,45 @@ def _random_checkpoint(run, data, path):
     from genemask.genome import Corpus
     from genemask.models import MODEL_CONFIGS, build_model, save_checkpoint
     from genemask.electra import build_electra
-    mlm = run['model'] in MODEL_CONFIGS    # else an ELECTRA-only size: a random discriminator on single nucleotides
+    mlm = run['objective'] == 'mlm'        # else ELECTRA: a random pair (the discriminator is fine-tuned) on single nucleotides
     tok = Corpus(data['corpus' if mlm else 'corpus_nucleotide']).tokenizer
     with _GLOBAL_RNG:   # seeding forks torch's one default generator: no other thread may draw from it meanwhile
         model = (build_model if mlm else build_electra)(run['model'], vocab_size=len(tok), seed=run['seed'])
     save_checkpoint(model, tok, path)
+
+# %% ../nbs/09_experiments.ipynb #9d635225
+def test_subset(task, # a `genemask.tasks.Task`
+                n:int|None, # rows to keep (None: all)
+                seed:int=0, # the subset depends on the task and this seed alone
+               ):
+    "`task` with at most about `n` test rows: a seeded subset that keeps every class's share."
+    if n is None or len(task.test.labels) <= n: return task
+    rng, y = np.random.default_rng(seed), np.asarray(task.test.labels)
+    idx = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:max(1, round(n * (y == c).mean()))] for c in np.unique(y)]))
+    test = dataclasses.replace(task.test, seqs=[task.test.seqs[i] for i in idx], labels=y[idx])
+    return dataclasses.replace(task, test=test)
+
+def evaluate_checkpoint(checkpoint, # the run's final checkpoint
+                        tasks:dict, # task name -> folder
+                        out_dir, # where fewshot.csv and fewshot.png go
+                        shots=(10, 50), repeats:int=10, seed:int=42, # the few-shot protocol (chapter 08)
+                        label:str='model', # the model's name in the results
+                        tags:dict|None=None, # extra columns for every row
+                        max_test:int|None=None, # score on at most this many test rows per task (`test_subset`)
+                        **hparams # `epochs`, `lr`, `batch_size`: None keeps the paper's few-shot values
+                       )->pd.DataFrame:
+    "Few-shot evaluation of one checkpoint on every task; the rows, also in `out_dir/fewshot.csv` (with a figure)."
+    from genemask.tasks import load_task
+    from genemask.evaluate import few_shot, plot_bars, save_csv, save_figure
+    out, frames = Path(out_dir), []
+    for name, path in tasks.items():
+        task = test_subset(load_task(path, name=name), max_test)
+        frames.append(few_shot(checkpoint, task, shots=tuple(shots), repeats=int(repeats), seed=int(seed), model=label,
+                               tags=dict(tags or {}, test_rows=len(task.test.labels)), **hparams))
+    results = pd.concat(frames, ignore_index=True)
+    save_csv(results, out / 'fewshot.csv')
+    save_figure(plot_bars(results), out / 'fewshot.png')
+    return results
 
 # %% ../nbs/09_experiments.ipynb #b3f27c2d
 def run_grid(cfg:dict, # a preset from `load_preset`
@@ -310,7 +379,7 @@ def learning_curves(out_dir:str|Path)->pd.DataFrame:
     for m in sorted(Path(out_dir).glob('runs/*/pretrain/metrics.jsonl')):
         run = yaml.safe_load((m.parent.parent / 'params.yaml').read_text())['run']
         for line in m.read_text().splitlines():
-            if line.strip(): rows.append(dict(json.loads(line), run=run['name'], run_strategy=run['strategy'],
+            if line.strip(): rows.append(dict(json.loads(line), run=run['name'], run_strategy=run.get('label', run['strategy']),
                                               arch=run['model'], run_steps=run['steps'], pretrain_seed=run['seed']))
     return pd.DataFrame(rows)
 
@@ -321,49 +390,55 @@ def machine_info()->dict:
     return dict(platform=platform.platform(), python=platform.python_version(), cpus=os.cpu_count(),
                 torch=torch.__version__, gpu=gpu, gpus=torch.cuda.device_count())
 
-STRATEGY_ORDER = ['none', 'random', 'genemask', 'global', 'cm-step', 'cm-gems']
-
-def _order(strategies):
-    key = lambda s: (STRATEGY_ORDER.index(s.removesuffix('-x2')) if s.removesuffix('-x2') in STRATEGY_ORDER else 99, s)
-    return sorted(set(strategies), key=key)
-
 # %% ../nbs/09_experiments.ipynb #4a35e284
+def with_labels(results:pd.DataFrame)->pd.DataFrame:
+    "`results` with a `label` column (a table row: strategy, `electra[-corruption]`, or the baseline); derived for older results that lack it."
+    if 'label' in results: return results
+    return results.assign(label=results.strategy.map(lambda s: BASELINE if s == 'none' else s))
+
+def label_order(labels)->list[str]:
+    "Distinct row labels in reading order: the baseline first, then the strategies as in chapter 04, then ELECTRA's."
+    from genemask.curriculum import strategy_order
+    labels = set(labels)
+    return [BASELINE] * (BASELINE in labels) + strategy_order(labels - {BASELINE})
+
 def strategy_tables(results:pd.DataFrame, metric:str='accuracy',
                     tasks:list|None=None, # column order of the tasks (default: as they first appear)
                    )->dict:
-    "Table 4 analogue per (architecture, steps): strategies x (task, n) of `mean ± sd`."
+    "Table 4 analogue per (architecture, steps): runs (by label) x (task, n) of `mean ± sd`, the random-weights baseline first."
     from genemask.evaluate import paper_table
-    out = {}
-    for (arch, steps), df in results[results.strategy != 'none'].groupby(['arch', 'steps']):
-        base = results[(results.strategy == 'none') & (results.arch == arch)]
-        df = pd.concat([base, df]).assign(strategy=lambda d: pd.Categorical(d.strategy, _order(d.strategy), ordered=True))
-        df = df.sort_values('strategy').assign(strategy=lambda d: d.strategy.astype(str))
-        out[(arch, int(steps))] = paper_table(df, metric=metric, model_col='strategy', tasks=tasks)
+    results, out = with_labels(results), {}
+    for (arch, steps), df in results[results.label != BASELINE].groupby(['arch', 'steps']):
+        df = pd.concat([results[(results.label == BASELINE) & (results.arch == arch)], df])
+        order = {l: i for i, l in enumerate(label_order(df.label))}
+        df = df.iloc[np.argsort(df.label.map(order).to_numpy(), kind='stable')]
+        out[(arch, int(steps))] = paper_table(df, metric=metric, model_col='label', tasks=tasks)
     return out
 
 def strategy_ttests(results:pd.DataFrame, reference:str='random', metric:str='accuracy')->pd.DataFrame:
-    "Paired t-test of every strategy against `reference` across (task, n) settings, per architecture and steps."
+    "Paired t-test of every run label against `reference` across (task, n) settings, per architecture and steps."
     from genemask.evaluate import compare_models
-    rows = []
-    for (arch, steps), df in results[results.strategy != 'none'].groupby(['arch', 'steps']):
-        for s in _order(df.strategy):
-            if s == reference or reference not in set(df.strategy): continue
-            try: r = compare_models(df, s, reference, metric=metric, model_col='strategy')
+    results, rows = with_labels(results), []
+    for (arch, steps), df in results[results.label != BASELINE].groupby(['arch', 'steps']):
+        for s in label_order(df.label):
+            if s == reference or reference not in set(df.label): continue
+            try: r = compare_models(df, s, reference, metric=metric, model_col='label')
             except ValueError as e: r = dict(error=str(e))
-            rows.append(dict(arch=arch, steps=int(steps), strategy=s, reference=reference, **r))
+            rows.append(dict(arch=arch, steps=int(steps), label=s, reference=reference, **r))
     return pd.DataFrame(rows)
 
 def plot_steps(results:pd.DataFrame, metric:str='accuracy'):
-    "Figure 3 analogue: mean few-shot `metric` over tasks against pretraining steps, one line per strategy."
+    "Figure 3 analogue: mean few-shot `metric` over tasks against pretraining steps, one line per run label."
     import matplotlib.pyplot as plt
+    results = with_labels(results)
     archs = sorted(results.arch.unique())
     fig, axes = plt.subplots(1, len(archs), figsize=(5.5 * len(archs), 3.6), squeeze=False)
     for ax, arch in zip(axes[0], archs):
         df = results[results.arch == arch]
-        base = df[df.strategy == 'none'][metric].mean()
-        per = df[df.strategy != 'none'].groupby(['strategy', 'steps', 'pretrain_seed'])[metric].mean().reset_index()
-        for s in _order(per.strategy):
-            g = per[per.strategy == s].groupby('steps')[metric].agg(['mean', 'std']).reset_index()
+        base = df[df.label == BASELINE][metric].mean()
+        per = df[df.label != BASELINE].groupby(['label', 'steps', 'pretrain_seed'])[metric].mean().reset_index()
+        for s in label_order(per.label):
+            g = per[per.label == s].groupby('steps')[metric].agg(['mean', 'std']).reset_index()
             xs, ys = [0] + list(g['steps']), [base] + list(g['mean'])
             ax.errorbar(xs, ys, yerr=[0] + list(g['std'].fillna(0)), marker='o', capsize=3, label=s,
                         linestyle='--' if s.endswith('-x2') else '-')
@@ -375,45 +450,22 @@ def plot_steps(results:pd.DataFrame, metric:str='accuracy'):
 def plot_doubled(results:pd.DataFrame, metric:str='accuracy'):
     "Figure 4 analogue: each strategy against its doubled mask rate, per (task, n)."
     import matplotlib.pyplot as plt
-    pairs = [s for s in _order(results.strategy) if f'{s}-x2' in set(results.strategy)]
+    results = with_labels(results)
+    pairs = [s for s in label_order(results.label) if f'{s}-x2' in set(results.label)]
     if not pairs: return None
-    df = results[results.strategy.isin(pairs + [f'{s}-x2' for s in pairs])]
+    df = results[results.label.isin(pairs + [f'{s}-x2' for s in pairs])]
     df = df[df.steps == df.steps.max()].assign(setting=lambda d: d.task + ' n=' + d.shots.astype(str))
-    g = df.groupby(['setting', 'strategy'])[metric].agg(['mean', 'std']).reset_index()
-    settings, strategies = sorted(g.setting.unique()), _order(g.strategy)
+    g = df.groupby(['setting', 'label'])[metric].agg(['mean', 'std']).reset_index()
+    settings, labels = list(dict.fromkeys(df.setting)), label_order(g.label)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(settings)), 3.6))
-    w = 0.8 / len(strategies)
-    for i, s in enumerate(strategies):
-        gs = g[g.strategy == s].set_index('setting').reindex(settings)
+    w = 0.8 / len(labels)
+    for i, s in enumerate(labels):
+        gs = g[g.label == s].set_index('setting').reindex(settings)
         ax.bar(np.arange(len(settings)) + i * w, gs['mean'], w, yerr=gs['std'].fillna(0), capsize=2, label=s,
                hatch='//' if s.endswith('-x2') else None)
     ax.set_xticks(np.arange(len(settings)) + 0.4 - w / 2, settings, rotation=20, fontsize=8)
     ax.set(ylabel=f'few-shot {metric}', title='doubled mask rate (hatched) against the paper rate')
     ax.legend(fontsize=7); fig.tight_layout()
-    return fig
-
-def plot_curves(curves:pd.DataFrame):
-    "Learning curves: training loss and validation perplexity per strategy, the CM-GEMS switch marked."
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(1, 2, figsize=(12, 3.8))
-    if curves.empty: return fig
-    ppl_col = next((c for c in ('val_ppl', 'val_perplexity', 'perplexity') if c in curves), None)
-    colors = {s: f'C{i}' for i, s in enumerate(_order(curves.run_strategy))}
-    for run, df in curves.groupby('run'):
-        s = df.run_strategy.iloc[0]
-        tr = df[df['loss'].notna()] if 'loss' in df else df.iloc[:0]
-        ax[0].plot(tr['step'], tr['loss'], color=colors[s], alpha=.7, lw=1, label=s)
-        if ppl_col:
-            ev = df[df[ppl_col].notna()]
-            ax[1].plot(ev['step'], ev[ppl_col], color=colors[s], marker='.', alpha=.8, label=s)
-        sw = df['switch_step'].dropna() if 'switch_step' in df else []
-        if len(sw):
-            for a in ax: a.axvline(float(sw.iloc[-1]), color=colors[s], ls=':', lw=1.5)
-    for a, t in zip(ax, ['training loss', 'validation perplexity']):
-        h, l = a.get_legend_handles_labels(); keep = dict(zip(l, h))
-        a.legend(keep.values(), keep.keys(), fontsize=7); a.set(xlabel='step', title=t)
-    ax[1].text(0.99, 0.97, 'dotted: CM-GEMS switch to Global', transform=ax[1].transAxes, ha='right', va='top', fontsize=7)
-    fig.tight_layout()
     return fig
 
 # %% ../nbs/09_experiments.ipynb #e2f48029
@@ -445,7 +497,7 @@ def write_report(out_dir:str|Path, # the grid folder
     for (arch, steps), t in tables.items(): save_csv(_flat(t).reset_index(), out_dir / f'table4_{arch}_{steps}steps.csv')
     tt = strategy_ttests(res, metric=metric)
     files['ttests'] = save_csv(tt, out_dir / 'ttests.csv')
-    figs = dict(fig3_steps=plot_steps(res, metric), fig4_doubled=plot_doubled(res, metric), curves=plot_curves(curves))
+    figs = dict(fig3_steps=plot_steps(res, metric), fig4_doubled=plot_doubled(res, metric), curves=plot_curves(curves, smooth=5))
     for name, fig in figs.items():
         if fig is not None: files[name] = save_figure(fig, out_dir / f'{name}.png'); plt.close(fig)
     status = pd.read_csv(out_dir / 'status.csv') if (out_dir / 'status.csv').exists() else pd.DataFrame()
@@ -464,10 +516,10 @@ def write_report(out_dir:str|Path, # the grid folder
             f"- {r.name}: {r.stage}, `{r.notebook}`" for r in status[status.status == 'failed'].itertuples()) + '\n')
     for (arch, steps), t in sorted(tables.items(), key=lambda kv: (kv[0][1] != main_key[1], kv[0])):
         md += [f'## Few-shot {metric} (%), {arch}, {steps} pretraining steps (Table 4 analogue)\n',
-               'mean ± sd over repeats and pretraining seeds; `none`: the same architecture with random weights.\n',
+               f'mean ± sd over repeats and pretraining seeds; `{BASELINE}`: the same architecture, not pretrained.\n',
                markdown_table(t)]
     if len(tt):
-        cols = [c for c in ('arch', 'steps', 'strategy', 'reference', 'n', 'mean_diff', 't', 'p') if c in tt]
+        cols = [c for c in ('arch', 'steps', 'label', 'reference', 'n', 'mean_diff', 't', 'p') if c in tt]
         md += ['## Paired t-tests against random masking\n', f'Pairs: mean {metric} per (task, n) setting.\n',
                markdown_table(tt[cols].round(4))]
     if len(switches):

@@ -17,7 +17,7 @@ __all__ = ['STRATEGIES', 'PAPER_PROBABILITY', 'ALL_SPANS_UPTO', 'NOISE_BITS', 'C
            'center_probability', 'window_reach', 'Pieces', 'find_pieces', 'spans', 'spread', 'per_piece', 'MaskDraws',
            'draw_masking', 'replace_masked', 'random_mask', 'as_ranks', 'token_keys', 'rank_in_group', 'window_best',
            'genemask_mask', 'window_min', 'walk', 'sort_in_pieces', 'spaced_picks', 'best_n', 'global_mask',
-           'pad_batch', 'MaskingCollator', 'get_collator', 'expected_masked_fraction']
+           'pad_batch', 'Masker', 'MaskingCollator', 'get_collator', 'expected_masked_fraction']
 
 # %% ../nbs/03_masking.ipynb #08d6ef5f
 STRATEGIES = ('random', 'genemask', 'global')
@@ -366,7 +366,32 @@ def pad_batch(examples:list, # dicts with 'input_ids', or the id sequences thems
     ids[att] = np.concatenate(seqs)              # row-major fill: each row gets its sequence, then padding
     return torch.from_numpy(ids), torch.from_numpy(att.astype(np.int64))
 
-class MaskingCollator:
+class Masker:
+    "What every masker shares (this chapter's collators, chapter 05b's corruptions): one seeding rule, `mask` on padded rows, the collator call."
+    def __init__(self, seed:int|None=None # None: torch's global generator
+                ):
+        self.seed, self.calls = seed, 0
+
+    def generator(self, device='cpu')->torch.Generator|None:
+        "A fresh generator for the next call (None when unseeded)."
+        if self.seed is None: return None
+        info = torch.utils.data.get_worker_info()
+        parts = [self.seed, self.calls] if info is None else [self.seed, info.seed % (1 << 63), self.calls]
+        self.calls += 1
+        g = torch.Generator(device=device)
+        g.manual_seed(int(np.random.SeedSequence(parts).generate_state(1, np.uint64)[0] >> np.uint64(1)))
+        return g
+
+    def mask(self, input_ids:torch.Tensor, attention_mask:torch.Tensor|None=None, generator:torch.Generator|None=None):
+        "(masked input ids, labels) of an already padded batch."
+        raise NotImplementedError
+
+    def __call__(self, examples:list)->dict:
+        input_ids, attention_mask = pad_batch(examples)
+        masked, labels = self.mask(input_ids, attention_mask)
+        return {'input_ids': masked, 'attention_mask': attention_mask, 'labels': labels}
+
+class MaskingCollator(Masker):
     "Pads and masks batches with one strategy: `collator(examples)` -> dict input_ids, attention_mask, labels."
     def __init__(self,
                  strategy:str='random', # 'random', 'genemask', 'global', optionally with '-x2'
@@ -386,21 +411,11 @@ class MaskingCollator:
         if self.base != 'random' and ranks is None:
             raise ValueError(f'masking strategy {strategy!r} needs ranks (one per vocabulary id, 1 = best)')
         self.ranks = None if ranks is None else as_ranks(ranks, self.vocab_size, self.k)
-        self.seed, self.legacy_position_lookup, self.all_spans_upto = seed, bool(legacy_position_lookup), all_spans_upto
-        self.calls = 0
+        super().__init__(seed)
+        self.legacy_position_lookup, self.all_spans_upto = bool(legacy_position_lookup), all_spans_upto
         self._ranks_on = {}
 
     def __repr__(self): return f'MaskingCollator({self.strategy!r}, p={self.mlm_probability:.4g}, seed={self.seed})'
-
-    def generator(self, device='cpu')->torch.Generator|None:
-        "A fresh generator for the next call (None when unseeded)."
-        if self.seed is None: return None
-        info = torch.utils.data.get_worker_info()
-        parts = [self.seed, self.calls] if info is None else [self.seed, info.seed % (1 << 63), self.calls]
-        self.calls += 1
-        g = torch.Generator(device=device)
-        g.manual_seed(int(np.random.SeedSequence(parts).generate_state(1, np.uint64)[0] >> np.uint64(1)))
-        return g
 
     def draw(self, pieces:Pieces, generator=None)->MaskDraws:
         "All random draws for a batch (see `draw_masking`)."
@@ -429,11 +444,6 @@ class MaskingCollator:
         generator = generator if generator is not None else self.generator(input_ids.device)
         mask = self.positions(input_ids, pieces, self.draw(pieces, generator))
         return replace_masked(input_ids, mask, self.vocab_size, generator)
-
-    def __call__(self, examples:list)->dict:
-        input_ids, attention_mask = pad_batch(examples)
-        masked, labels = self.mask(input_ids, attention_mask)
-        return {'input_ids': masked, 'attention_mask': attention_mask, 'labels': labels}
 
 def get_collator(name:str, # 'random', 'genemask', 'global', or one of them with '-x2'
                  tokenizer=None, # a genemask tokenizer (gives k and the vocabulary size); default 6-mers

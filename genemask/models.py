@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy, json, os, shutil
 from pathlib import Path
 from typing import NamedTuple
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,9 +15,9 @@ from transformers import BertConfig, BertForMaskedLM
 from .tokenize import N_SPECIAL
 
 # %% auto #0
-__all__ = ['MODEL_CONFIGS', 'model_config', 'build_model', 'bert_mlm_param_count', 'count_parameters', 'Unpadded', 'unpad',
-           'piece_attention', 'encode_unpadded', 'compile_blocks', 'MaskedLM', 'bert_mlm_flops', 'save_checkpoint',
-           'load_checkpoint', 'load_weights']
+__all__ = ['MODEL_CONFIGS', 'BACKBONES', 'model_config', 'build_model', 'bert_mlm_param_count', 'count_parameters', 'Unpadded',
+           'unpad', 'piece_attention', 'encode_unpadded', 'compile_blocks', 'MaskedLM', 'bert_mlm_flops',
+           'save_checkpoint', 'load_checkpoint', 'load_weights', 'load_vocab_ranks', 'MaskedLMObjective']
 
 # %% ../nbs/05_models.ipynb #773ed85a
 MODEL_CONFIGS = {
@@ -237,3 +238,62 @@ def load_weights(model:BertForMaskedLM, # an existing model of the same architec
     if unexpected or set(missing) - tied:
         raise ValueError(f'{path}: weights do not fit the model (missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)})')
     return model
+
+# %% ../nbs/05_models.ipynb #8148b53b
+BACKBONES = ('bert',)   # encoder architectures (`PretrainConfig.backbone`)
+
+def load_vocab_ranks(ranks, # None, a ranking file, or a rank per vocabulary id
+                     tokenizer, # the tokenizer the model reads
+                    )->np.ndarray|None:
+    "Rank per vocabulary id (int64), checked against the tokenizer's vocabulary."
+    if ranks is None: return None
+    if isinstance(ranks, (str, Path)):
+        from genemask.npmi import load_ranks
+        if not Path(ranks).exists(): raise FileNotFoundError(f'ranks: {ranks}: no such file')
+        try: arr = load_ranks(ranks, k=tokenizer.k)
+        except ValueError as e: raise ValueError(f'ranks: {e} (the tokenizer uses k={tokenizer.k})') from None
+        what = f'ranks ({ranks})'
+    else: arr, what = np.asarray(ranks), 'ranks'
+    if arr.ndim != 1 or len(arr) != len(tokenizer):
+        raise ValueError(f'{what}: {arr.size} entries, a ranking for another vocabulary: the tokenizer '
+                         f'(k={tokenizer.k}) has {len(tokenizer)} ids')
+    return arr.astype(np.int64)
+
+class MaskedLMObjective:
+    "Masked LM on a BERT backbone, as one plug-in of the training loop: model, loss, masks, records, save and load."
+    name, sizes, stats = 'mlm', MODEL_CONFIGS, ('loss_sum', 'correct', 'n')   # `stats`: the sums `module` returns
+    lm_loss, summary_keys = 'loss_sum', ()   # the sum the perplexity is computed from; settings named in the summary
+
+    @staticmethod
+    def check(cfg, tokenizer=None):
+        "Refuse a run configuration this objective cannot train (the generic checks are the loop's)."
+        if cfg.model not in MODEL_CONFIGS: raise ValueError(f"model {cfg.model!r} does not exist: use one of {sorted(MODEL_CONFIGS)}")
+
+    @staticmethod
+    def ranks(ranks, tokenizer)->np.ndarray|None:
+        "The NPMI rank of every vocabulary id, for the PMI masking strategies."
+        return load_vocab_ranks(ranks, tokenizer)
+
+    @classmethod
+    def setup(cls, cfg, # the run's configuration (`genemask.pretrain.PretrainConfig`)
+              tokenizer, # the corpus's tokenizer
+              device:torch.device)->tuple:
+        "(objective, masker factory): the objective on `device`, and strategy name -> masking collator (chapter 03)."
+        from genemask.masking import get_collator
+        ranks = cls.ranks(cfg.ranks, tokenizer)
+        return cls(cfg, tokenizer, device), lambda name: get_collator(name, tokenizer, ranks)
+
+    def __init__(self, cfg, tokenizer, device):
+        self.net = build_model(model_config(cfg.model, len(tokenizer), **(cfg.model_overrides or {})), seed=cfg.seed).to(device)
+        self.module = MaskedLM(self.net, compile=cfg.compile)
+
+    def inputs(self, batch:dict, device)->dict:
+        "What the loss module takes beyond the masked batch: the unpadded layout computed on the CPU."
+        return dict(layout=batch['layout'].to(device, non_blocking=True))
+
+    def metrics(self, sums:dict, prefix:str='')->dict:
+        "Metrics beyond loss and accuracy from summed `stats`: none for the masked LM."
+        return {}
+
+    def load(self, path): load_weights(self.net, path)
+    def save(self, path, tokenizer): return save_checkpoint(self.net, tokenizer, path)

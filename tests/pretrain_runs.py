@@ -3,7 +3,7 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 from genemask.pretrain import latest_checkpoint, pretrain_args
 
-CLI = [sys.executable, '-c', 'import sys; from genemask.pretrain import pretrain_cli; sys.exit(pretrain_cli(sys.argv[1:]))']
+CLI = [sys.executable, '-m', 'genemask.cli', 'pretrain']
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
 
 

