@@ -362,6 +362,10 @@ def default_device(device:str|None=None # force a device ('cpu', 'cuda', 'cuda:1
 def init_distributed(device:str|None=None # force a device ('cpu', 'cuda'); None: the GPU of this process if any
                     )->tuple[int, int, torch.device]:
     "(rank, world size, device) of this process, joining the process group when launched by torchrun."
+    if 'WORLD_SIZE' not in os.environ and any(k.startswith('ACCELERATE_') for k in os.environ):
+        raise ValueError('launched by `accelerate launch` without a process group (with --cpu it starts one process, whatever '
+                         '--num_processes says): use `torchrun --nproc_per_node N -m genemask.cli pretrain ...`, '
+                         '`accelerate launch --multi_gpu --num_processes N ...`, or `genemask pretrain ... --nproc N`')
     rank, world = (int(os.environ.get(k, 1 if k == 'WORLD_SIZE' else 0)) for k in ('RANK', 'WORLD_SIZE'))
     dev = default_device(device)
     if dev.type == 'cuda': torch.cuda.set_device(dev)

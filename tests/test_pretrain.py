@@ -18,7 +18,7 @@ from genemask.pretrain import latest_checkpoint, micro_batch_pieces, pretrain, p
 YEAST = 'ScerR64_I_GCF_*_genomic.fna.gz'
 TINY = dict(model='tiny', batch_size=4, grad_accum=2, lr=5e-3, warmup=2, max_len=64, valid_pieces=16,
             progress=False, tensorboard=False, log_every=1)
-from pretrain_runs import checkpoint_step, kill_midway, resume
+from pretrain_runs import ENV as ENV_1, checkpoint_step, kill_midway, resume
 
 
 @pytest.fixture(scope='module')
@@ -237,3 +237,24 @@ def test_two_processes_end_where_one_process_with_the_whole_batch_ends(data, tmp
     assert moved > 1e-2 and worst < 1e-5, (moved, worst)      # trained, and the same (gloo's sum order differs: ~1e-7)
     la, lb = read_metrics(tmp_path / 'two'), read_metrics(tmp_path / 'one')
     np.testing.assert_allclose(la.loss.dropna().to_numpy(), lb.loss.dropna().to_numpy(), rtol=1e-5)
+
+
+def test_accelerate_launch_runs_as_torchrun_does_or_is_refused(data, tmp_path):
+    "`accelerate launch --multi_gpu` (2 CPU processes) ends with torchrun's weights; `--cpu`, which starts one process, is refused."
+    import shutil, subprocess, sys
+    corpus, ranks = data
+    run = dict(corpus=corpus, strategy='random', steps=4, eval_every=2, save_every=4, **TINY)
+    ref = pretrain(out_dir=tmp_path / 'torchrun', nproc=2, **run)
+    acc = [str(Path(sys.executable).parent / 'accelerate'), 'launch']
+    if not Path(acc[0]).exists(): acc = [sys.executable, '-m', 'accelerate.commands.launch']
+    argv = ['-m', 'genemask.cli', 'pretrain', *pretrain_args({**run, 'out_dir': tmp_path / 'acc'})]
+    env = {**ENV_1, 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run(acc + ['--multi_gpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no',
+                              '--dynamo_backend', 'no'] + argv, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    got = json.loads((tmp_path / 'acc' / 'summary.json').read_text())
+    assert got['world_size'] == 2 and got['param_sha256'] == ref['param_sha256']
+    r = subprocess.run(acc + ['--cpu', '--num_processes', '2', '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no']
+                       + [*argv[:3], str(corpus), str(tmp_path / 'acc1'), '--model', 'tiny'], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and 'genemask pretrain: error: launched by `accelerate launch` without a process group' in r.stderr, r.stderr[-2000:]
+    assert 'genemask/' not in r.stderr and not (tmp_path / 'acc1').exists()   # one line from genemask (accelerate adds its own traceback)
