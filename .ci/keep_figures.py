@@ -39,7 +39,7 @@ def run(nb_path:Path):
         if cell.cell_type != 'code': return True
         d = getattr(cell, 'directives_', {}) or {}
         return d.get('eval:', [''])[0].lower() == 'false' or 'slow' in d
-    shell = CaptureShell(nb_path)
+    shell = CaptureShell(nb_path, mpl_format='png')   # 1x pictures: a reader's view, not a print
     with working_directory(nb_path.parent): shell.run_all(nb, exc_stop=True, preproc=skip)
     pictures = {c.id: [json.loads(json.dumps(o)) for o in c.get('outputs', []) if 'image/png' in o.get('data', {})]
                 for c in nb.cells if c.cell_type == 'code'}
