@@ -14,7 +14,8 @@ DRAWS = re.compile(r'plt\.show\(\)|plt\.subplots|\bplot_\w+\(|\.plot\(|sns\.')  
 
 
 def draws(source:str)->bool:
-    "Whether a code cell draws a figure (and so must keep its picture)."
+    "Whether a code cell draws a figure (and so must keep its picture); a cell that only saves one to a file does not."
+    if 'save_figure(' in source and 'plt.show()' not in source: return False
     return bool(DRAWS.search(source)) and not source.lstrip().startswith(('#| export', '#| exports', '#| slow', '#| hide'))
 
 

@@ -15,12 +15,12 @@ from .tokenize import batch_encode_dna, load_tokenizer
 from .genome import atomic_write
 
 # %% auto #0
-__all__ = ['WEIGHT_FILES', 'INITS', 'GUE_SOURCE', 'GUE_METRICS', 'GUE_PUBLISHED', 'check_checkpoint', 'few_shot_hparams',
-           'draw_shots', 'confusion', 'scores', 'device_for', 'load_classifier', 'encode', 'predict',
-           'train_classifier', 'as_task', 'model_name', 'few_shot', 'dev_loss', 'fine_tune', 'check_distinct_tasks',
-           'setting_order', 'summarize', 'paper_table', 'paired_ttest', 'compare_models', 'plot_bars', 'plot_vs_steps',
-           'save_csv', 'save_figure', 'read_results', 'gue_settings', 'run_gue', 'published_gue', 'gue_table',
-           'evaluate_cli']
+__all__ = ['WEIGHT_FILES', 'INITS', 'RESULT_KEYS', 'GUE_SOURCE', 'GUE_METRICS', 'GUE_PUBLISHED', 'check_checkpoint',
+           'few_shot_hparams', 'draw_shots', 'confusion', 'scores', 'device_for', 'load_classifier', 'encode',
+           'predict', 'train_classifier', 'as_task', 'model_name', 'few_shot', 'dev_loss', 'fine_tune',
+           'check_distinct_tasks', 'setting_order', 'summarize', 'paper_table', 'paired_ttest', 'compare_models',
+           'plot_bars', 'plot_vs_steps', 'save_csv', 'save_figure', 'read_results', 'merge_results', 'previous_results',
+           'check_output_folder', 'gue_settings', 'run_gue', 'published_gue', 'gue_table', 'evaluate_cli']
 
 # %% ../nbs/08_evaluate.ipynb #b1235955
 WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin', 'model.safetensors.index.json', 'pytorch_model.bin.index.json')
@@ -28,9 +28,12 @@ WEIGHT_FILES = ('model.safetensors', 'pytorch_model.bin', 'model.safetensors.ind
 def check_checkpoint(checkpoint:str|Path, # a folder written by `save_pretrained` (model + tokenizer)
                      need_weights:bool=True, # False for a random-init baseline (architecture + tokenizer only)
                     )->Path:
-    "`checkpoint` as a Path, or a `FileNotFoundError` naming the missing files."
+    "`checkpoint` as a Path; a `FileNotFoundError` naming the missing files, an `OSError` or `ValueError` naming a wrong one."
     p = Path(checkpoint)
+    if p.exists() and not p.is_dir(): raise NotADirectoryError(f'checkpoint {p}: a file, not a checkpoint folder')
     if not p.is_dir(): raise FileNotFoundError(f'checkpoint {p}: no such folder')
+    folders = [f for f in ('config.json', 'vocab.txt', 'tokenizer_config.json') + WEIGHT_FILES if (p / f).is_dir()]
+    if folders: raise IsADirectoryError(f'checkpoint {p}: {folders[0]} is a folder, expected a file')
     missing = []
     if not (p / 'config.json').exists(): missing.append('config.json')
     if not ((p / 'vocab.txt').exists() or (p / 'tokenizer_config.json').exists()): missing.append('vocab.txt')
@@ -39,6 +42,10 @@ def check_checkpoint(checkpoint:str|Path, # a folder written by `save_pretrained
         raise FileNotFoundError(f'checkpoint {p}: missing {", ".join(missing)}; a checkpoint folder holds config.json, '
                                 'model.safetensors and the tokenizer files (vocab.txt, tokenizer_config.json) '
                                 'as written by save_pretrained')
+    try: cfg = json.loads((p / 'config.json').read_text(encoding='utf-8'))
+    except ValueError as e: raise ValueError(f'checkpoint {p}: config.json is not valid JSON ({e})') from None
+    if not isinstance(cfg, dict) or 'model_type' not in cfg:
+        raise ValueError(f'checkpoint {p}: config.json is not a model configuration (no "model_type")')
     return p
 
 # %% ../nbs/08_evaluate.ipynb #00f3c471
@@ -96,10 +103,29 @@ def scores(y_true, # true labels 0..C-1
 # %% ../nbs/08_evaluate.ipynb #07a05478
 INITS = ('pretrained', 'random')
 
-def device_for(device:str|torch.device|None=None # None: CUDA when available, else CPU
+def _positive(where:str, values:dict):
+    "A `ValueError` naming the first of `values` (name -> number, None: not given) that is not a positive finite number."
+    for name, v in values.items():
+        if v is None: continue
+        whole = isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+        if not (whole or isinstance(v, (float, np.floating))) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f'{where}{name} must be a positive {"integer" if whole else "number"}, got {v!r}')
+
+def device_for(device:str|torch.device|None=None, # None: CUDA when available, else CPU
+               what:str='device', # the parameter's name in error messages (`--device` on the command line)
               )->torch.device:
-    "The torch device to run on."
-    return torch.device(device) if device is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    "The torch device to run on; a `ValueError` naming `what` for a device torch does not know or this machine lacks."
+    if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e: raise ValueError(f'{what} {str(device)!r}: not a torch device ({e})') from None
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        why = f'this torch build ({torch.__version__}) has no CUDA' if torch.version.cuda is None else 'no CUDA GPU is visible'
+        raise ValueError(f'{what} {str(device)!r}: {why}; use {what} cpu')
+    if d.type == 'cuda' and d.index is not None and d.index >= torch.cuda.device_count():
+        raise ValueError(f'{what} {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA devices')
+    if d.type == 'mps' and not torch.backends.mps.is_available(): raise ValueError(f'{what} {str(device)!r}: MPS is not available; use {what} cpu')
+    if d.type not in ('cpu', 'cuda', 'mps'): raise ValueError(f'{what} {str(device)!r}: genemask runs on cpu, cuda or mps')
+    return d
 
 def _autocast(device):
     "bf16 autocast on a CUDA device that supports it; nothing elsewhere."
@@ -159,6 +185,7 @@ def predict(model, # a sequence classifier
             batch_size:int=256, # sequences per forward pass
            )->np.ndarray:
     "Class logits [N, C] (float32 numpy), computed in length-sorted batches under `torch.inference_mode`."
+    _positive('predict: ', dict(batch_size=batch_size))
     device = next(model.parameters()).device
     lengths = attention_mask.sum(1)
     order = torch.argsort(lengths, descending=True, stable=True)
@@ -172,17 +199,6 @@ def predict(model, # a sequence classifier
     return out.numpy()
 
 # %% ../nbs/08_evaluate.ipynb #1410e93f
-def _param_groups(model, weight_decay):
-    no_decay = lambda n: n.endswith('bias') or 'LayerNorm' in n or 'layernorm' in n or 'norm.weight' in n
-    ps = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    return [dict(params=[p for n, p in ps if not no_decay(n)], weight_decay=weight_decay),
-            dict(params=[p for n, p in ps if no_decay(n)], weight_decay=0.0)]
-
-def _adamw(groups, lr):
-    "AdamW, fused into one kernel where PyTorch supports it (much faster on CPU than the per-tensor loop)."
-    try: return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError): return torch.optim.AdamW(groups, lr=lr)
-
 def train_classifier(model, # a sequence classifier, trained in place
                      input_ids:torch.Tensor, # [N, W] training inputs
                      attention_mask:torch.Tensor, # [N, W]
@@ -200,16 +216,17 @@ def train_classifier(model, # a sequence classifier, trained in place
                      on_eval=None, # callback(step) -> None
                      progress:bool=False, # show a tqdm bar over steps
                     )->list[float]:
-    "Fine-tune `model` with AdamW and a linear warmup/decay schedule; the training loss of every step."
-    from transformers import get_linear_schedule_with_warmup
+    "Fine-tune `model` with AdamW and a linear warmup/decay schedule (chapter 06's `make_optimizer`); the training loss of every step."
+    from genemask.pretrain import make_optimizer
     device = next(model.parameters()).device
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     n = len(labels)
     if n == 0: raise ValueError('train_classifier: no training examples')
+    _positive('train_classifier: ', dict(lr=lr, epochs=epochs, batch_size=batch_size, max_steps=max_steps, eval_every=eval_every))
     total = max_steps or math.ceil(n / batch_size) * epochs
-    opt = _adamw(_param_groups(model, weight_decay), lr)
     warm = warmup_steps if warmup_steps is not None else int(round(warmup * total))
-    sched = get_linear_schedule_with_warmup(opt, min(warm, total), total)
+    opt, sched = make_optimizer(model, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8, steps=total, warmup=min(warm, total),
+                                fused=True)   # AdamW's own betas and eps (Hugging Face's Trainer), one fused kernel on the CPU too
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     lengths = attention_mask.sum(1)
@@ -279,6 +296,7 @@ def few_shot(checkpoint:str|Path, # checkpoint folder (model + tokenizer)
              progress:bool=True, # tqdm bar over repeats
             )->pd.DataFrame:
     "One row per (task, shots, repeat): seed, drawn indices, accuracy, macro-F1, MCC, wall and CPU seconds."
+    _positive('few_shot: ', dict(repeats=repeats, lr=lr, epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size))
     ckpt = check_checkpoint(checkpoint, need_weights=init == 'pretrained')
     task = as_task(task)
     C, positions = len(task.classes), _config(ckpt).get('max_position_embeddings', 512)
@@ -342,6 +360,8 @@ def fine_tune(checkpoint:str|Path, # checkpoint folder (model + tokenizer)
               progress:bool=True, # tqdm bar over steps
              )->dict:
     "GUE protocol: fine-tune on train, keep the lowest-dev-loss weights, score test (MCC, accuracy, macro-F1)."
+    _positive('fine_tune: ', dict(lr=lr, epochs=epochs, batch_size=batch_size, eval_every=eval_every, max_steps=max_steps,
+                                  max_length=max_length, eval_batch_size=eval_batch_size))
     ckpt = check_checkpoint(checkpoint, need_weights=init == 'pretrained')
     task = as_task(task)
     C, positions = len(task.classes), _config(ckpt).get('max_position_embeddings', 512)
@@ -560,6 +580,59 @@ def read_results(path:str|Path # a CSV written by `save_csv`
         if c in df.columns: df[c] = df[c].map(lambda v: json.loads(v) if isinstance(v, str) else v)
     return df
 
+# %% ../nbs/08_evaluate.ipynb #2191eb0d
+RESULT_KEYS = {'fewshot': ('model', 'init', 'task', 'shots', 'repeat', 'seed'),   # what identifies a row of each file
+               'full': ('model', 'init', 'task', 'seed'), 'gue': ('model', 'init', 'task', 'seed')}
+
+def merge_results(old:pd.DataFrame|None, # rows already in the results file (None or empty: none)
+                  new:pd.DataFrame, # this run's rows
+                  keys=RESULT_KEYS['fewshot'], # the columns that identify a row's setting
+                 )->pd.DataFrame:
+    "The rows of `old` that `new` does not replace (same `keys`), and those of `new`; tasks in first-appearance order."
+    if old is None or old.empty: return new.reset_index(drop=True)
+    key = lambda df: [tuple(map(str, t)) for t in df[list(keys)].itertuples(index=False, name=None)]
+    replaced = set(key(new))
+    rows = pd.concat([old[[k not in replaced for k in key(old)]], new], ignore_index=True)
+    first = {t: i for i, t in reversed(list(enumerate(list(old['task']) + list(new['task']))))}
+    return rows.iloc[np.argsort([first[t] for t in rows['task']], kind='stable')].reset_index(drop=True)
+
+def previous_results(folder:str|Path, # the output folder
+                     name:str='fewshot', # 'fewshot', 'full' or 'gue': the results file `name`.csv
+                     tasks=(), # the `Task`s about to run: a task name the file uses for another folder is refused
+                    )->pd.DataFrame:
+    "The rows already in `folder/name.csv` (none: empty), after checking that this run can add to them."
+    folder, again = Path(folder), 'move it away or give another --out'
+    for f in (f'{name}.csv', f'{name}_summary.csv', f'{name}.png', f'{name}_table.csv'):
+        if (folder / f).is_dir(): raise IsADirectoryError(f'{folder / f}: a folder where a results file goes; {again}')
+    path = folder / f'{name}.csv'
+    if not path.exists(): return pd.DataFrame()
+    try: old = read_results(path)
+    except (ValueError, OSError) as e:
+        raise ValueError(f'{path}: not a results table of genemask evaluate ({type(e).__name__}: {e}); {again}') from None
+    lack = [c for c in RESULT_KEYS[name] if c not in old.columns]
+    if lack: raise ValueError(f'{path}: not a results table of genemask evaluate (no column {", ".join(lack)}); {again}')
+    here = pd.DataFrame(dict(task=[t.name for t in tasks], task_path=[_task_path(t) for t in tasks]))
+    try: check_distinct_tasks(pd.concat([old.reindex(columns=['task', 'task_path']), here], ignore_index=True))
+    except ValueError as e: raise ValueError(f'{path}: {e}') from None
+    return old
+
+def check_output_folder(folder:str|Path, # where the results go; created (with its parents) if missing
+                        what:str='output folder', # how error messages name it (`--out` on the command line)
+                       )->bool:
+    "Whether `folder` was created; an `OSError` naming it unless a file can be written there."
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir(): raise NotADirectoryError(f'{what} {folder}: a file, not a folder')
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix='.write-probe-', dir=folder)
+        try: os.write(fd, b'\0' * 65536); os.fsync(fd)
+        finally: os.close(fd); os.unlink(probe)
+    except OSError as e:
+        if created and folder.is_dir() and not any(folder.iterdir()): folder.rmdir()   # leave no empty folder behind
+        raise OSError(f'{what} {folder}: cannot write there ({e.strerror or e})') from None
+    return created
+
 # %% ../nbs/08_evaluate.ipynb #818218f9
 def gue_settings(task:str, # a GUE task name, e.g. 'tf/0' (`genemask.tasks.GUE_TASKS`)
                  positions:int=512, # the model's positions (caps `max_length`)
@@ -663,10 +736,11 @@ def _parser():
     p.add_argument('--shots', type=int, nargs='+', default=None, help='examples per class (default 10 50, or none with --full)')
     p.add_argument('--repeats', type=int, default=10, help='repeats per few-shot setting (default 10)')
     p.add_argument('--full', action='store_true', help='full fine-tuning, checkpoint chosen by dev loss, MCC on test')
-    p.add_argument('--out', type=Path, default=None, help='output folder (default: eval-NAME beside the checkpoint)')
+    p.add_argument('--out', type=Path, default=None, help='output folder (default: eval-NAME beside the checkpoint); '
+                   'results of earlier runs there are kept, a re-run setting replaces its own rows')
     p.add_argument('--init', choices=INITS, default='pretrained', help="'random': random-init baseline of the same architecture")
     p.add_argument('--model', default=None, help='model label in the tables')
-    p.add_argument('--seed', type=int, default=42)
+    p.add_argument('--seed', type=int, default=42, help='seed of repeat 0 (repeat r uses seed + r)')
     p.add_argument('--lr', type=float, default=None, help='override the learning rate')
     p.add_argument('--epochs', type=int, default=None, help='override the epochs')
     p.add_argument('--batch-size', type=int, default=None, help='override the training batch size')
@@ -680,40 +754,69 @@ def _parser():
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     return p
 
+def _check_args(a)->None:
+    "Refuse, before any work, what would score an untrained model or fail midway; the errors name the option."
+    _positive('', {'--shots': min(a.shots) if a.shots else None, '--repeats': a.repeats, '--epochs': a.epochs,
+                   '--batch-size': a.batch_size, '--eval-batch-size': a.eval_batch_size, '--eval-every': a.eval_every,
+                   '--max-steps': a.max_steps, '--lr': a.lr, '--threads': a.threads})
+    if not 0 <= a.seed <= 2**32 - 1 - a.repeats:
+        raise ValueError(f'--seed must be an integer in 0..{2**32 - 1 - a.repeats} (repeat r uses seed + r), got {a.seed}')
+    if not a.full and (a.eval_every or a.max_steps):
+        raise ValueError(f"--{'eval-every' if a.eval_every else 'max-steps'} applies to --full only (few-shot runs train for --epochs)")
+    device_for(a.device, '--device')
+
+def _check_loads(ckpt, init, device)->None:
+    "Load the tokenizer and the model once before any work, so that a broken checkpoint fails now, naming its folder."
+    from safetensors import SafetensorError                  # garbage or truncated weights
+    try: load_tokenizer(ckpt); load_classifier(ckpt, 2, init, device=device)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, SafetensorError) as e:
+        first = (str(e).strip().splitlines() or [''])[0]
+        raise ValueError(f'checkpoint {ckpt}: cannot load it ({type(e).__name__}: {first})') from e
+
 def evaluate_cli(argv:list[str]|None=None # arguments after `genemask evaluate`
                 )->int:
-    "`genemask evaluate CHECKPOINT TASK ... [--shots 10 50] [--repeats 10] [--full] [--out DIR]`."
+    "`genemask evaluate CHECKPOINT TASK ... [--shots 10 50] [--repeats 10] [--full] [--out DIR]`; bad input raises first."
     a = _parser().parse_args(argv)
+    _check_args(a)
     if a.threads: torch.set_num_threads(a.threads)
-    shots = a.shots if a.shots is not None else ([] if a.full else [10, 50])
     out = a.out or Path(a.checkpoint).resolve().parent / f'eval-{Path(a.checkpoint).resolve().name}'
     over = dict(lr=a.lr, epochs=a.epochs, batch_size=a.batch_size)
-    try:
-        check_checkpoint(a.checkpoint, need_weights=a.init == 'pretrained')
-        if a.full and len(a.tasks) == 1 and _is_gue_root(a.tasks[0]):
-            if a.shots: raise ValueError(f'{a.tasks[0]}: a GUE folder runs with --full only; give --shots task folders')
-            return _gue_cli(a, out, over)
-        from genemask.tasks import task_names, load_task
-        tasks = [load_task(path, name=name) for name, path in task_names(a.tasks).items()]
-        few, full = [], []
-        for task in tasks:
-            if shots:
-                few.append(few_shot(a.checkpoint, task, shots, a.repeats, a.seed, a.init, a.model,
-                                    eval_batch_size=a.eval_batch_size, device=a.device, progress=not a.quiet, **over))
-                _write(pd.concat(few, ignore_index=True), out, 'fewshot', ('task', 'shots'))
-            if a.full:
-                full.append(fine_tune(a.checkpoint, task, a.init, a.model, seed=a.seed, eval_every=a.eval_every or 200,
-                                      max_steps=a.max_steps,
-                                      eval_batch_size=a.eval_batch_size, device=a.device, progress=not a.quiet,
-                                      **{k: v for k, v in over.items() if v is not None}))
-                _write(pd.DataFrame(full), out, 'full', ('task',), metric='mcc')
-    except (FileNotFoundError, ValueError) as e:
-        print(f'genemask evaluate: error: {e}', file=sys.stderr)
-        return 2
+    ckpt = check_checkpoint(a.checkpoint, need_weights=a.init == 'pretrained')
+    _check_loads(ckpt, a.init, a.device)
+    if a.full and len(a.tasks) == 1 and _is_gue_root(a.tasks[0]):
+        if a.shots: raise ValueError(f'{a.tasks[0]}: a GUE folder runs with --full only; give --shots task folders')
+        return _gue_cli(a, out, over)
+    shots = list(dict.fromkeys(a.shots)) if a.shots is not None else ([] if a.full else [10, 50])
+    from genemask.tasks import task_names, load_task
+    tasks = [load_task(path, name=name) for name, path in task_names(a.tasks).items()]
+    for task in tasks:                                        # too many shots for a class: refused before any training
+        for n in shots: draw_shots(task.train.labels, n, a.seed, task.classes, task.name)
+    old = {name: previous_results(out, name, tasks) for name, on in (('fewshot', shots), ('full', a.full)) if on}
+    created = check_output_folder(out, '--out')
+    try: few, full = _run_tasks(a, tasks, shots, over, out, old)
+    except BaseException:
+        if created and not any(out.iterdir()): out.rmdir()   # nothing written: leave no empty folder behind
+        raise
     if few: print('few-shot accuracy (mean ± sd, %):', paper_table(pd.concat(few, ignore_index=True)).to_string(), sep='\n')
     if full: print('full fine-tuning MCC (%):', paper_table(pd.DataFrame(full), 'mcc', ('task',)).to_string(), sep='\n')
     print(f'results in {out}')
     return 0
+
+def _run_tasks(a, tasks, shots, over, out, old)->tuple[list, list]:
+    "Few-shot and/or full fine-tuning of every task; after each task the results files hold the earlier rows and these."
+    few, full = [], []
+    for task in tasks:
+        if shots:
+            few.append(few_shot(a.checkpoint, task, shots, a.repeats, a.seed, a.init, a.model,
+                                eval_batch_size=a.eval_batch_size, device=a.device, progress=not a.quiet, **over))
+            _write(merge_results(old['fewshot'], pd.concat(few, ignore_index=True), RESULT_KEYS['fewshot']),
+                   out, 'fewshot', ('task', 'shots'))
+        if a.full:
+            full.append(fine_tune(a.checkpoint, task, a.init, a.model, seed=a.seed, eval_every=a.eval_every or 200,
+                                  max_steps=a.max_steps, eval_batch_size=a.eval_batch_size, device=a.device,
+                                  progress=not a.quiet, **{k: v for k, v in over.items() if v is not None}))
+            _write(merge_results(old['full'], pd.DataFrame(full), RESULT_KEYS['full']), out, 'full', ('task',), metric='mcc')
+    return few, full
 
 def _is_gue_root(path)->bool:
     "A folder in GUE's layout (family folders of task folders, or the folder holding GUE/), not a task folder."
@@ -724,9 +827,17 @@ def _is_gue_root(path)->bool:
 
 def _gue_cli(a, out, over)->int:
     "`--full GUE/`: every task with its family's settings, resumable in out/gue.csv; the table in out/gue_table.csv."
+    from genemask.tasks import gue_tasks
     over = over | dict(eval_every=a.eval_every, max_steps=a.max_steps)
-    rows = run_gue(a.checkpoint, a.tasks[0], out / 'gue.csv', a.init, a.model, a.seed, a.missing_dev, over,
-                   a.eval_batch_size, a.device, progress=not a.quiet)
+    with warnings.catch_warnings():                          # a task folder without its files: refused now
+        warnings.simplefilter('ignore'); gue_tasks(a.tasks[0], a.missing_dev)   # (run_gue warns about missing tasks)
+    previous_results(out, 'gue')
+    created = check_output_folder(out, '--out')
+    try: rows = run_gue(a.checkpoint, a.tasks[0], out / 'gue.csv', a.init, a.model, a.seed, a.missing_dev, over,
+                        a.eval_batch_size, a.device, progress=not a.quiet)
+    except BaseException:
+        if created and not any(out.iterdir()): out.rmdir()   # a task failed to load before anything was written
+        raise
     table = gue_table(rows)
     save_csv(table, out / 'gue_table.csv', index=True)
     print('GUE, MCC x 100 (Covid: F1 x 100); our rows, then the published ones:', table.to_string(), sep='\n')

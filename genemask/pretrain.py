@@ -295,10 +295,16 @@ def lr_factor(step:int, # optimizer steps taken so far
     if step < warmup: return step / max(1, warmup)
     return max(0.0, (steps - step) / max(1, steps - warmup))
 
-def make_optimizer(model, lr=8e-4, weight_decay=0.01, betas=(0.9, 0.98), eps=1e-6, steps=10_000, warmup=500):
-    "AdamW (fused on a GPU) and its warmup/decay `LambdaLR` schedule: the paper's recipe."
-    fused = next(model.parameters()).device.type == 'cuda'
-    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), eps=eps, fused=fused)
+def make_optimizer(model, # the model to train (its parameters)
+                   lr=8e-4, weight_decay=0.01, betas=(0.9, 0.98), eps=1e-6, # AdamW: the paper's recipe by default
+                   steps=10_000, warmup=500, # the schedule: linear warmup over `warmup` steps, linear decay to 0 at `steps`
+                   fused:bool|None=None, # one fused kernel (None: on a GPU); where PyTorch has none, the per-tensor loop
+                  ):
+    "AdamW and its warmup/decay `LambdaLR` schedule: the one optimiser of pretraining (this chapter) and fine-tuning (chapter 08)."
+    fused = next(model.parameters()).device.type == 'cuda' if fused is None else fused
+    groups, kw = param_groups(model, weight_decay), dict(lr=lr, betas=tuple(betas), eps=eps)
+    try: opt = torch.optim.AdamW(groups, fused=fused, **kw)
+    except (RuntimeError, TypeError, ValueError): opt = torch.optim.AdamW(groups, **kw)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(lr_factor, steps=steps, warmup=warmup))
 
 # %% ../nbs/06_pretrain.ipynb #aac41984

@@ -4,22 +4,22 @@
 
 # %% ../nbs/07_tasks.ipynb #e87938f4
 from __future__ import annotations
-import argparse, csv, gzip, json, os, re, shutil, sys, tempfile, warnings
+import argparse, csv, gzip, json, os, re, shutil, sys, tempfile, warnings, zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-from .tokenize import as_dna
-from .genome import read_fasta, default_genome, default_annotation, package_file, atomic_write
+from .genome import (read_fasta, default_genome, default_annotation, package_file, atomic_write, FastaGenome,
+                             as_genome, read_windows, make_output_folder)
 
 # %% auto #0
 __all__ = ['SPLITS', 'N_POLICIES', 'PUBLISHED_CLASSES', 'GUE_TASKS', 'GUE_SETTINGS', 'MISSING_DEV', 'SMALL_RNA_KINDS', 'TASKS',
            'Split', 'Task', 'read_split', 'check_labels', 'load_task', 'published_draw', 'task_names', 'gue_tasks',
            'Transcript', 'Annotation', 'read_gff', 'transcript_starts', 'revcomp', 'promoter_interval', 'fetch',
            'deepromoter_negatives', 'deepromoter_negative', 'splice_sites', 'splice_interval', 'decoy_candidates',
-           'block_order', 'assign_splits', 'task_tables', 'motif_shares', 'write_task', 'check_seqids', 'build_tasks',
-           'tasks_cli']
+           'block_order', 'assign_splits', 'check_task_args', 'task_tables', 'motif_shares', 'write_task',
+           'check_seqids', 'build_tasks', 'tasks_cli']
 
 # %% ../nbs/07_tasks.ipynb #598d242e
 SPLITS = ('train', 'dev', 'test')
@@ -75,14 +75,22 @@ def _lines(nums, vals=None, most=8):
     more = f' and {len(items) - most} more' if len(items) > most else ''
     return ('line ' if len(items) == 1 else 'lines ') + ', '.join(items[:most]) + more
 
-def read_split(path:str|Path, # a .csv or .tsv table with header `sequence` / `label`
-               n_policy:str='keep', # sequences holding N: 'keep' (counted), 'drop' or 'error'
-              )->tuple[Split, np.ndarray, int]:
-    "`(split, line number of each row, rows holding N)` read from one task table; raises ValueError on bad input."
-    path = Path(path)
-    if n_policy not in N_POLICIES: raise ValueError(f'n_policy must be one of {N_POLICIES}, got {n_policy!r}')
-    if not path.is_file(): raise FileNotFoundError(f'{path}: no such file')
-    sep = ',' if path.suffix.lower() == '.csv' else '\t'
+def _not_text(path, err):
+    "The error for a file that does not decode as UTF-8 (or whose gzip stream is broken): the file, the line, the bytes."
+    with open(path, 'rb') as f: gz = f.read(2) == b'\x1f\x8b'
+    try:
+        with (gzip.open(path, 'rb') if gz else open(path, 'rb')) as f:
+            for lineno, line in enumerate(f, start=1):
+                try: line.decode('utf-8')
+                except UnicodeDecodeError as e:
+                    return ValueError(f'{path}, line {lineno}: bytes {line[e.start:e.start + 4]!r} at column {e.start + 1} '
+                                      'are not UTF-8 text')
+    except (OSError, EOFError) as e: err = e
+    return ValueError(f'{path}: unreadable ({err}): truncated or not a text file?')
+
+def _read_rows(path, sep):
+    "Sequences, label texts and line numbers of a task table's rows (header checked)."
+    from genemask.tokenize import as_dna   # here, not at the top: it loads torch, which building tasks does not need
     with open(path, newline='', encoding='utf-8') as f:
         rows = csv.reader(f, delimiter=sep)
         header = next(rows, None)
@@ -104,6 +112,18 @@ def read_split(path:str|Path, # a .csv or .tsv table with header `sequence` / `l
             try: seqs.append(as_dna(row[si]))
             except ValueError as e: raise ValueError(f'{path}, line {lineno}: bad k-mer text: {e}') from None
             texts.append(row[li].strip().strip('"').strip()); lines.append(lineno)
+    return seqs, texts, lines
+
+def read_split(path:str|Path, # a .csv or .tsv table with header `sequence` / `label`
+               n_policy:str='keep', # sequences holding N: 'keep' (counted), 'drop' or 'error'
+              )->tuple[Split, np.ndarray, int]:
+    "`(split, line number of each row, rows holding N)` read from one task table; raises ValueError on bad input."
+    path = Path(path)
+    if n_policy not in N_POLICIES: raise ValueError(f'n_policy must be one of {N_POLICIES}, got {n_policy!r}')
+    if not path.is_file(): raise FileNotFoundError(f'{path}: no such file')
+    sep = ',' if path.suffix.lower() == '.csv' else '\t'
+    try: seqs, texts, lines = _read_rows(path, sep)
+    except UnicodeDecodeError as e: raise _not_text(path, e) from None
     if not seqs: raise ValueError(f'{path}: no rows (empty split)')
     lines = np.asarray(lines, dtype=np.int64)
     labels, bad = np.zeros(len(texts), dtype=np.int64), []
@@ -310,27 +330,30 @@ def read_gff(path:str|Path # GFF3 file, plain or gzip/BGZF
             )->Annotation:
     "The transcripts (features that are the Parent of exons) of a GFF3 file."
     path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(f'{path}: is a folder, not a GFF3 file')
     if not path.is_file(): raise FileNotFoundError(f'{path}: no such file')
     feats, exons, seqids, lengths, gtf_like = {}, {}, set(), {}, False
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.startswith('##FASTA'): break
-            if line.startswith('##sequence-region'):
-                p = line.split()
-                if len(p) >= 4 and p[3].isdigit(): lengths[p[1]] = int(p[3])
-            if line.startswith('#') or not line.strip(): continue
-            cols = line.rstrip('\n\r').split('\t')
-            if len(cols) != 9: raise ValueError(f'{path}, line {lineno}: {len(cols)} tab-separated columns, GFF3 has 9')
-            chrom, _, kind, start, end, _, strand, _, attrs = cols
-            if not (start.isdigit() and end.isdigit()) or int(start) < 1 or int(end) < int(start):
-                raise ValueError(f'{path}, line {lineno}: bad coordinates {start!r}..{end!r}')
-            seqids.add(chrom)
-            if kind == 'exon':
-                m = _PARENT.search(attrs)
-                for parent in (m.group(1).split(',') if m else ()):
-                    if parent: exons.setdefault(parent, []).append((chrom, strand, int(start) - 1, int(end), lineno))
-                if not m and 'transcript_id "' in attrs: gtf_like = True
-            elif kind != 'CDS' and (m := _ID.search(attrs)): feats[m.group(1)] = (kind, chrom, strand)
+    try:
+        with _open_text(path) as f:
+            for lineno, line in enumerate(f, start=1):
+                if line.startswith('##FASTA'): break
+                if line.startswith('##sequence-region'):
+                    p = line.split()
+                    if len(p) >= 4 and p[3].isdigit(): lengths[p[1]] = int(p[3])
+                if line.startswith('#') or not line.strip(): continue
+                cols = line.rstrip('\n\r').split('\t')
+                if len(cols) != 9: raise ValueError(f'{path}, line {lineno}: {len(cols)} tab-separated columns, GFF3 has 9')
+                chrom, _, kind, start, end, _, strand, _, attrs = cols
+                if not (start.isdigit() and end.isdigit()) or int(start) < 1 or int(end) < int(start):
+                    raise ValueError(f'{path}, line {lineno}: bad coordinates {start!r}..{end!r}')
+                seqids.add(chrom)
+                if kind == 'exon':
+                    m = _PARENT.search(attrs)
+                    for parent in (m.group(1).split(',') if m else ()):
+                        if parent: exons.setdefault(parent, []).append((chrom, strand, int(start) - 1, int(end), lineno))
+                    if not m and 'transcript_id "' in attrs: gtf_like = True
+                elif kind != 'CDS' and (m := _ID.search(attrs)): feats[m.group(1)] = (kind, chrom, strand)
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as e: raise _not_text(path, e) from None
     if not exons:
         hint = ' (this looks like GTF; give the GFF3 file)' if gtf_like else ''
         raise ValueError(f'{path}: no exon features with a Parent= attribute{hint}')
@@ -440,24 +463,24 @@ _DECOY_MOTIFS = {  # (strand, kind it imitates): (forward-strand dinucleotide at
     ('+', 'donor'): (b'GT', 0), ('+', 'acceptor'): (b'AG', 2),
     ('-', 'donor'): (b'AC', 2), ('-', 'acceptor'): (b'CT', 0)}
 
-def decoy_candidates(genome:dict, # chrom -> sequence bytes
+def decoy_candidates(genome, # a `FastaGenome`, or a dict chrom -> sequence bytes
                      transcripts:list, # transcripts whose spans count as "inside genes"
                      sites:pd.DataFrame, # annotated sites (excluded), from `splice_sites`
                      kind:str, # 'donor' (GT decoys) or 'acceptor' (AG decoys)
+                     chunk:int=1 << 20, # bases read at a time
                     )->pd.DataFrame:
     "Every unannotated GT (or AG) inside a transcript span on its strand, as chrom, strand, boundary."
-    spans = {}
+    genome, spans = as_genome(genome), {}
     for t in transcripts: spans.setdefault((t.chrom, t.strand), []).append((t.start, t.end))
     annotated = {(c, s): set(x) for (c, s), x in sites.groupby(['chrom', 'strand']).boundary}
     out = []
     for (chrom, strand), iv in sorted(spans.items()):
-        seq = np.frombuffer(bytes(genome[chrom]), dtype=np.uint8)
-        cover = np.zeros(len(seq) + 1, dtype=np.int32)
-        iv = np.asarray(iv); np.add.at(cover, iv[:, 0], 1); np.add.at(cover, iv[:, 1], -1)
-        inside = np.cumsum(cover)[:-1] > 0
-        di, off = _DECOY_MOTIFS[(strand, kind)]
-        p = np.flatnonzero((seq[:-1] == di[0]) & (seq[1:] == di[1]) & inside[:-1] & inside[1:])
-        b = p + off
+        di, off, found = *_DECOY_MOTIFS[(strand, kind)], [np.zeros(0, dtype=np.int64)]
+        for s, e in _merge(iv):                    # the union of the spans, read a chunk at a time
+            for a in range(s, e - 1, chunk):       # dinucleotides starting at a .. a+chunk-1 (both bases inside)
+                seq = np.frombuffer(genome.fetch(chrom, a, min(a + chunk + 1, e)), dtype=np.uint8)
+                found.append(a + np.flatnonzero((seq[:-1] == di[0]) & (seq[1:] == di[1])))
+        b = np.concatenate(found) + off
         b = b[~np.isin(b, list(annotated.get((chrom, strand), ())))]
         out.append(pd.DataFrame({'chrom': chrom, 'strand': strand, 'boundary': b}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=['chrom', 'strand', 'boundary'])
@@ -505,7 +528,30 @@ def _interval(spec, boundary_or_pos, strand):
     if spec['family'] == 'promoter': return promoter_interval(boundary_or_pos, strand, spec['up'], spec['down'])
     return splice_interval(boundary_or_pos, spec['width'])
 
-def _acgt_only(seq, start, end): return 0 <= start and end <= len(seq) and not seq[start:end].translate(None, b'ACGT')
+def check_task_args(seed:int, # seeds decoys, negatives, block order and row order
+                    block_size:int, # nt per genomic block of the split
+                    fractions, # train / dev / test shares
+                    tasks=tuple(TASKS), # names from `TASKS`
+                   ):
+    "Refuse, naming the parameter, a seed, block size, split shares or task list that cannot make tasks."
+    is_int = lambda x: isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+    if not is_int(seed) or seed < 0: raise ValueError(f'seed (--seed) must be a non-negative integer, got {seed!r}')
+    if not is_int(block_size) or block_size < 1:
+        raise ValueError(f'block_size (--block-size) must be a positive number of nt, got {block_size!r}')
+    try: f = np.asarray(fractions, dtype=float)
+    except (TypeError, ValueError): f = np.zeros(0)
+    if f.shape != (3,) or not (np.isfinite(f) & (f > 0)).all():
+        raise ValueError(f'fractions (--fractions) must be 3 positive, finite shares (train, dev, test), got {fractions!r}')
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not len(tasks) or len(set(tasks)) != len(tasks):
+        raise ValueError(f'tasks (--tasks) must be distinct names from {list(TASKS)}, got {list(tasks)}')
+
+def _windows(genome, chrom, start, end):
+    "The bytes of each window (None where it leaves its sequence), read record by record in a few large reads."
+    out = [None] * len(chrom)
+    for c, idx in pd.DataFrame({'c': np.asarray(chrom, dtype=object)}).groupby('c', sort=False).indices.items():
+        for i, w in zip(idx.tolist(), read_windows(genome, c, np.asarray(start)[idx], np.asarray(end)[idx])): out[i] = w
+    return out
 
 def _family_sites(genome, transcripts, family, seed):
     "Sites of one family with label and origin: chrom, strand, x (start or boundary), label, origin."
@@ -524,7 +570,7 @@ def _family_sites(genome, transcripts, family, seed):
         dec.append(c.assign(x=c.boundary, label=0, origin=f'decoy-{kind}', _want=want))
     return pd.concat([s[['chrom', 'strand', 'x', 'label', 'origin']]] + dec, ignore_index=True), notes
 
-def task_tables(genome:dict, # chrom -> uppercase sequence bytes
+def task_tables(genome, # a `FastaGenome`, or a dict chrom -> uppercase sequence bytes
                 transcripts:list, # `Transcript`s (small RNAs are left out here)
                 tasks=tuple(TASKS), # names from `TASKS`
                 seed:int=42, # seeds decoys, negatives, block order and row order
@@ -533,10 +579,9 @@ def task_tables(genome:dict, # chrom -> uppercase sequence bytes
                 progress:bool=True, # show a progress bar
                )->dict:
     "name -> DataFrame(sequence, label, split, chrom, start, end, strand, origin) for each task; `.attrs` holds drop counts."
-    unknown = set(tasks) - set(TASKS)
-    if unknown: raise ValueError(f'unknown tasks {sorted(unknown)}; choose from {list(TASKS)}')
-    transcripts = [t for t in transcripts if t.kind not in SMALL_RNA_KINDS]
-    order = block_order({c: len(s) for c, s in genome.items()}, block_size, seed)
+    check_task_args(seed, block_size, fractions, tasks)
+    genome, transcripts = as_genome(genome), [t for t in transcripts if t.kind not in SMALL_RNA_KINDS]
+    order = block_order(genome.lengths, block_size, seed)
     out = {}
     fams = {}
     for name in tasks: fams.setdefault(TASKS[name]['family'], []).append(name)
@@ -545,7 +590,8 @@ def task_tables(genome:dict, # chrom -> uppercase sequence bytes
         sites, notes = _family_sites(genome, transcripts, family, seed)
         widest = max((TASKS[n] for n in names), key=lambda sp: np.diff(_interval(sp, 0, '+'))[0])
         iv = np.array([_interval(widest, x, s) for x, s in zip(sites.x, sites.strand)]).reshape(-1, 2)
-        ok = np.array([_acgt_only(genome[c], a, b) for c, a, b in zip(sites.chrom, iv[:, 0], iv[:, 1])], dtype=bool)
+        ok = np.array([w is not None and not w.translate(None, b'ACGT') for w in _windows(genome, sites.chrom, iv[:, 0], iv[:, 1])],
+                      dtype=bool)
         dec = sites.origin.str.startswith('decoy').values
         if dec.any():   # decoys: keep the first `_want` valid ones of each kind, in their random order
             rank = sites[ok & dec].groupby('origin').cumcount()
@@ -569,7 +615,7 @@ def _task_table(name, genome, sites, split, seed, fractions, block_size):
     spec = TASKS[name]
     rng = np.random.default_rng([seed, list(TASKS).index(name)])
     iv = np.array([_interval(spec, x, s) for x, s in zip(sites.x, sites.strand)]).reshape(-1, 2)
-    seqs = [fetch(genome[c], a, b, s) for c, a, b, s in zip(sites.chrom, iv[:, 0], iv[:, 1], sites.strand)]
+    seqs = [(w if s == '+' else revcomp(w)).decode() for w, s in zip(_windows(genome, sites.chrom, iv[:, 0], iv[:, 1]), sites.strand)]
     df = pd.DataFrame({'sequence': seqs, 'label': sites.label.values, 'split': split, 'chrom': sites.chrom.values,
                        'start': iv[:, 0], 'end': iv[:, 1], 'strand': sites.strand.values, 'origin': sites.origin.values})
     if spec['family'] == 'promoter':
@@ -580,6 +626,10 @@ def _task_table(name, genome, sites, split, seed, fractions, block_size):
             raise ValueError(f'{name}: the {sp} split is empty ({len(df)} windows in '
                              f'{df.groupby(["chrom", df.start // block_size]).ngroups} blocks of {block_size} nt); '
                              f'use a smaller block_size or a larger genome')
+        missing = [c for i, c in enumerate(spec['classes']) if not (df.label[df.split == sp] == i).any()]
+        if missing:   # a split that cannot measure a class would report a meaningless score
+            raise ValueError(f'{name}: the {sp} split has no {" or ".join(map(repr, missing))} window '
+                             f'({(df.split == sp).sum()} windows, all of other classes); use a smaller block_size or a larger genome')
     df = df.iloc[rng.permutation(len(df))]
     df = df.iloc[np.argsort(df.split.map({s: i for i, s in enumerate(SPLITS)}).values, kind='stable')].reset_index(drop=True)
     return df
@@ -645,7 +695,7 @@ def check_seqids(fasta_names, # sequence names of the FASTA
                              f'(GFF and FASTA are different assemblies?)')
     return keep
 
-def build_tasks(fasta:str|Path, # genome FASTA (plain, gzip, BGZF)
+def build_tasks(fasta:str|Path, # genome FASTA (plain or BGZF read in place; plain gzip is copied first)
                 gff:str|Path, # its GFF3 annotation (plain, gzip, BGZF)
                 out_dir:str|Path, # a folder; one GUE folder per task is written into it
                 seed:int=42, # seeds decoys, negatives, block order and row order
@@ -655,23 +705,53 @@ def build_tasks(fasta:str|Path, # genome FASTA (plain, gzip, BGZF)
                 overwrite:bool=False, # replace existing task folders
                 progress:bool=True, # show progress bars
                )->dict:
-    "Build promoter and splice-site tasks from a genome and its annotation; name -> GUE folder."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    if not overwrite:
-        there = [n for n in tasks if (out_dir / n).exists()]
-        if there: raise FileExistsError(f'{out_dir}: task folders {there} exist (use overwrite=True / --overwrite)')
-    genome = {n: bytes(s) for n, s in tqdm(read_fasta(fasta), desc='reading FASTA', unit=' seq', disable=not progress)}
+    "Build promoter and splice-site tasks from a genome and its annotation; name -> GUE folder. A rerun resumes."
+    check_task_args(seed, block_size, fractions, tasks)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir(): raise FileExistsError(f'{out_dir}: is a file, not a folder for the tasks')
+    info = {'fasta': str(fasta), 'gff': str(gff), 'seed': seed, 'block_size': block_size, 'fractions': list(fractions),
+            'requested_tasks': list(tasks), 'inputs': _input_stamp(fasta, gff)}
+    names = [n for fam in dict.fromkeys(TASKS[t]['family'] for t in tasks) for n in tasks if TASKS[n]['family'] == fam]
+    done = {n for n in names if not overwrite and _built_from(out_dir / n, info)}   # finished by an earlier, killed run
+    there = [n for n in names if (out_dir / n).exists() and n not in done]
+    if there and not overwrite:
+        raise FileExistsError(f'{out_dir}: task folders {there} exist, built from other inputs (use overwrite=True / --overwrite)')
     ann = read_gff(gff)
-    transcripts = check_seqids(genome, ann, {n: len(s) for n, s in genome.items()})
-    tabs = task_tables(genome, transcripts, tasks, seed, block_size, fractions, progress)
-    info = {'fasta': str(fasta), 'gff': str(gff), 'seed': seed, 'block_size': block_size, 'fractions': list(fractions)}
-    paths = {name: write_task(df, out_dir / name, name, info, overwrite) for name, df in tabs.items()}
-    summary = {**info, 'sequences': {n: len(s) for n, s in genome.items()}, 'transcripts': len(transcripts),
-               'tasks': {n: json.loads((p / 'task.json').read_text()) for n, p in paths.items()}}
+    made = make_output_folder(out_dir)
+    for stale in [p for n in TASKS for p in out_dir.glob(f'.{n}.*')] + list(out_dir.glob('.summary.json.*')):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    todo = [n for n in names if any(TASKS[m]['family'] == TASKS[n]['family'] and m not in done for m in names)]
+    try:
+        with FastaGenome(fasta, index_dir=out_dir) as genome:
+            lengths = genome.lengths
+            transcripts = check_seqids(lengths, ann, lengths)
+            tabs = task_tables(genome, transcripts, todo, seed, block_size, fractions, progress) if todo else {}
+        for name, df in tabs.items():
+            if name not in done: write_task(df, out_dir / name, name, info, overwrite)
+    except BaseException:   # a first run that fails before its first task folder leaves no folder behind
+        if made and not any((out_dir / n).exists() for n in names): shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    summary = {**info, 'sequences': lengths, 'transcripts': len(transcripts),
+               'tasks': {n: json.loads((out_dir / n / 'task.json').read_text()) for n in names}}
     for v in summary['tasks'].values():
-        for k in ('fasta', 'gff', 'seed', 'block_size', 'fractions'): v.pop(k, None)
+        for k in info: v.pop(k, None)
     atomic_write(out_dir / 'summary.json', json.dumps(summary, indent=1, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))
-    return paths
+    return {n: out_dir / n for n in names}
+
+def _input_stamp(fasta, gff)->dict:
+    "Size and modification time of the two input files (a changed file is another input); a missing one is an error."
+    out = {}
+    for k, p in (('fasta', Path(fasta)), ('gff', Path(gff))):
+        if p.is_dir(): raise IsADirectoryError(f'{p}: is a folder; the {k.upper()} must be a file')
+        if not p.is_file(): raise FileNotFoundError(f'{p}: no such file')
+        st = p.stat(); out.update({f'{k}_size': st.st_size, f'{k}_mtime_ns': st.st_mtime_ns})
+    return out
+
+def _built_from(folder, info)->bool:
+    "Whether `folder` is a finished task folder whose task.json records exactly these build inputs."
+    try: meta = json.loads((folder / 'task.json').read_text())
+    except (OSError, ValueError): return False
+    return all(meta.get(k) == v for k, v in json.loads(json.dumps(info)).items())
 
 def tasks_cli(argv:list[str]|None=None)->int:
     "`genemask tasks FASTA GFF OUT_DIR`: build promoter and splice-site tasks as GUE folders."
@@ -689,7 +769,7 @@ def tasks_cli(argv:list[str]|None=None)->int:
     gff = default_annotation() if a.gff == 'default' else a.gff
     try:
         paths = build_tasks(fasta, gff, a.out_dir, a.seed, a.block_size, a.fractions, a.tasks, a.overwrite, not a.quiet)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, OSError) as e:   # bad input: one line on stderr, no traceback
         print(f'genemask tasks: error: {e}', file=sys.stderr); return 1
     summary = json.loads((Path(a.out_dir) / 'summary.json').read_text())
     for name, path in paths.items():

@@ -13,9 +13,9 @@ from transformers import AutoTokenizer, PreTrainedTokenizer, PretrainedConfig
 
 # %% auto #0
 __all__ = ['SPECIAL_TOKENS', 'PAD_ID', 'UNK_ID', 'CLS_ID', 'SEP_ID', 'MASK_ID', 'N_SPECIAL', 'BASES', 'NUCLEOTIDES', 'kmer_vocab',
-           'dna_codes', 'kmer_index', 'kmer_ids', 'kmers_to_dna', 'as_dna', 'KmerTokenizer', 'NucleotideTokenizer',
-           'rust_tokenizer', 'save_plain_files', 'GenemaskTokenizerConfig', 'load_tokenizer', 'get_tokenizer',
-           'batch_encode_dna']
+           'check_k', 'dna_codes', 'kmer_index', 'kmer_ids', 'kmers_to_dna', 'as_dna', 'KmerTokenizer',
+           'NucleotideTokenizer', 'rust_tokenizer', 'save_plain_files', 'GenemaskTokenizerConfig', 'load_tokenizer',
+           'get_tokenizer', 'batch_encode_dna']
 
 # %% ../nbs/00_tokenize.ipynb #f0fbe49c
 SPECIAL_TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
@@ -27,11 +27,15 @@ BASES = 'ATCG'  # DNABERT's k-mer order: the 2-bit code of a base is its index h
 def kmer_vocab(k:int=6 # k-mer length, 1..8
               )->list[str]:
     "All `4**k` k-mers in DNABERT order (lexicographic over A, T, C, G)."
-    _check_k(k, 1, 8)
+    check_k(k, 1, 8)
     return [''.join(p) for p in itertools.product(BASES, repeat=k)]
 
-def _check_k(k, lo, hi, name='k'):
-    if not isinstance(k, (int, np.integer)) or not lo <= k <= hi:
+def check_k(k, # a k-mer length
+            lo:int=1, hi:int=8, # the lengths allowed
+            name:str='k', # the parameter's name in the message
+           ):
+    "Refuse a k-mer length outside lo..hi (or not an integer), naming the parameter."
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not lo <= k <= hi:
         raise ValueError(f'{name} must be an integer in {lo}..{hi}, got {k!r}')
 
 # %% ../nbs/00_tokenize.ipynb #e4ad9a79
@@ -49,7 +53,7 @@ def kmer_index(codes:np.ndarray, # 2-bit codes from `dna_codes`
                k:int=6, # k-mer length
               )->np.ndarray:
     "Index into `kmer_vocab(k)` of the k-mer starting at each position; -1 where a window holds a non-ACGT code."
-    _check_k(k, 1, 8)
+    check_k(k, 1, 8)
     codes = np.asarray(codes, dtype=np.uint8)
     n = len(codes) - k + 1
     if n <= 0: return np.zeros(0, dtype=np.int32)
@@ -107,7 +111,7 @@ class KmerTokenizer(PreTrainedTokenizer):
                  k:int=6, # k-mer length, 3..6 for DNABERT models (1..8 allowed)
                  model_max_length:int=512, # positions of the model, specials included
                  **kwargs):
-        _check_k(k, 1, 8)
+        check_k(k, 1, 8)
         self.k = int(k)
         self.vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + kmer_vocab(self.k))}
         if vocab_file is not None: _check_vocab_file(vocab_file, self.vocab)

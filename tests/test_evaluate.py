@@ -15,6 +15,11 @@ from shared_data import published
 from genemask.tokenize import KmerTokenizer
 from genemask.models import build_model, save_checkpoint
 from genemask import evaluate as ev
+from genemask.cli import main as genemask
+
+def evaluate(*args):
+    "`genemask evaluate ARGS` as the console script runs it: errors are printed on stderr with exit status 1."
+    return genemask(['evaluate', *map(str, args)])
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
@@ -124,9 +129,9 @@ def test_checkpoint_without_files(tmp_path, capsys, remove, missing):
     (ck / remove).unlink()
     if remove == 'vocab.txt': (ck / 'tokenizer_config.json').unlink()
     task = gue_folder(tmp_path / 'toytask')
-    rc = ev.evaluate_cli([str(ck), str(task), '--shots', '2', '--repeats', '1', '--out', str(tmp_path / 'o'), '--quiet'])
+    rc = evaluate(ck, task, '--shots', '2', '--repeats', '1', '--out', tmp_path / 'o', '--quiet')
     err = capsys.readouterr().err
-    assert rc == 2 and f'missing {missing}' in err and str(ck) in err
+    assert rc == 1 and err.startswith('genemask evaluate: error: checkpoint') and f'missing {missing}' in err and str(ck) in err
     assert not (tmp_path / 'o').exists()
 
 
@@ -139,9 +144,9 @@ def test_random_init_needs_no_weights(tmp_path):
 
 def test_too_many_shots_names_class_and_count(ckpt, tmp_path, capsys):
     task = gue_folder(tmp_path / 'toytask', n_train=24)     # 12 examples per class
-    rc = ev.evaluate_cli([str(ckpt), str(task), '--shots', '2', '13', '--repeats', '1', '--out', str(tmp_path / 'o'), '--quiet'])
+    rc = evaluate(ckpt, task, '--shots', '2', '13', '--repeats', '1', '--out', tmp_path / 'o', '--quiet')
     err = capsys.readouterr().err
-    assert rc == 2 and '13 shots per class asked' in err and "class 0 ('0') has only 12 training examples" in err
+    assert rc == 1 and '13 shots per class asked' in err and "class 0 ('0') has only 12 training examples" in err
     assert not (tmp_path / 'o').exists()                      # checked before any training
 
 
@@ -220,8 +225,7 @@ def test_same_named_tasks_stay_apart(ckpt, tmp_path):
                             '--out', str(out), '--quiet']) == 0
     summ = pd.read_csv(out / 'fewshot_summary.csv')
     assert summ['task'].tolist() == ['a/50shot', 'b/50shot'] and (summ['n'] == 1).all()
-    assert ev.evaluate_cli([str(ckpt), str(a), str(tmp_path / 'a' / '..' / 'a' / '50shot'), '--shots', '2',
-                            '--out', str(out), '--quiet']) == 2          # the same folder twice
+    assert evaluate(ckpt, a, tmp_path / 'a' / '..' / 'a' / '50shot', '--shots', '2', '--out', out, '--quiet') == 1   # the same folder twice
 
 
 def test_rows_of_two_folders_never_merge():
@@ -238,3 +242,65 @@ def test_paper_table_columns_in_task_order_then_shots():
     first_splice = pd.concat([rows[rows.task == 'splice'], rows[rows.task == 'prom']])
     assert list(ev.paper_table(first_splice).columns)[:2] == [('splice', 10), ('splice', 50)]
     assert ev.summarize(first_splice)[['model', 'task', 'shots']].values[:2].tolist() == [['m', 'splice', 10], ['m', 'splice', 50]]
+
+
+# ---- nothing lost, nothing silent (issue 19) ---------------------------------------------------------------
+
+def no_training(monkeypatch):
+    for f in ('few_shot', 'fine_tune', 'run_gue'):
+        monkeypatch.setattr(ev, f, lambda *a, _f=f, **k: pytest.fail(f'{_f} ran before the input was checked'))
+
+
+@pytest.mark.parametrize('opt, value', [('--epochs', 0), ('--repeats', 0), ('--batch-size', 0), ('--eval-batch-size', 0),
+                                        ('--shots', 0), ('--lr', 0), ('--epochs', -1), ('--seed', -1), ('--device', 'cuda:9')])
+def test_bad_options_refused_before_any_work(ckpt, tmp_path, capsys, monkeypatch, opt, value):
+    no_training(monkeypatch)
+    task = gue_folder(tmp_path / 'toytask')
+    assert evaluate(ckpt, task, '--shots', '2', '--repeats', '1', opt, value, '--out', tmp_path / 'o', '--quiet') == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f'genemask evaluate: error: {opt}') and len(err.splitlines()) == 1, err
+    assert not (tmp_path / 'o').exists()
+
+
+def test_library_refuses_an_untrained_head(ckpt):
+    with pytest.raises(ValueError, match='few_shot: epochs must be a positive integer, got 0'):
+        ev.few_shot(ckpt, toy_task(), (2,), 1, epochs=0, progress=False)
+    with pytest.raises(ValueError, match='few_shot: repeats must be a positive integer'):
+        ev.few_shot(ckpt, toy_task(), (2,), 0, progress=False)
+    with pytest.raises(ValueError, match='fine_tune: eval_every'):
+        ev.fine_tune(ckpt, toy_task(), eval_every=0, progress=False)
+    clf = ev.load_classifier(ckpt, 2)
+    ids, mask = ev.encode(ev.load_tokenizer(ckpt), ['ACGTACGT'] * 4)
+    with pytest.raises(ValueError, match='train_classifier: batch_size'): ev.train_classifier(clf, ids, mask, [0, 1, 0, 1], batch_size=0)
+    with pytest.raises(ValueError, match='predict: batch_size'): ev.predict(clf, ids, mask, 0)
+
+
+def test_full_disk_found_before_training(ckpt, tmp_path, capsys, monkeypatch):
+    "The probe write fails as on a full disk: the error names --out, and nothing trained."
+    import errno
+    no_training(monkeypatch)
+    def full(*a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(ev.tempfile, 'mkstemp', full)
+    task = gue_folder(tmp_path / 'toytask')
+    assert evaluate(ckpt, task, '--shots', '2', '--repeats', '1', '--out', tmp_path / 'o', '--quiet') == 1
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path / 'o'}: cannot write there (No space left on device)" in err
+    assert not (tmp_path / 'o').exists()                      # the folder it made for the probe is gone again
+
+
+def test_second_task_accumulates_in_the_default_folder(tmp_path):
+    "Two tasks evaluated one after the other into run/eval-final: fewshot.csv holds both; a re-run replaces its own rows."
+    ck = tiny_checkpoint(tmp_path / 'run' / 'final')
+    a, b = gue_folder(tmp_path / 'a', seed=1), gue_folder(tmp_path / 'b', seed=2)
+    quick = ('--shots', '2', '--repeats', '2', '--epochs', '1', '--quiet')
+    out = tmp_path / 'run' / 'eval-final'
+    assert evaluate(ck, a, *quick) == 0
+    first = ev.read_results(out / 'fewshot.csv')
+    assert evaluate(ck, b, *quick) == 0
+    both = ev.read_results(out / 'fewshot.csv')
+    assert both['task'].tolist() == ['a', 'a', 'b', 'b']
+    pd.testing.assert_frame_equal(both.iloc[:2][first.columns].reset_index(drop=True), first)   # the first run's rows, as they were
+    assert evaluate(ck, a, *quick[:-2], '3', '--quiet') == 0                                     # a again, 3 epochs
+    again = ev.read_results(out / 'fewshot.csv')
+    assert again['task'].tolist() == ['a', 'a', 'b', 'b'] and again['epochs'].tolist() == [3, 3, 1, 1]
+    assert pd.read_csv(out / 'fewshot_summary.csv')['task'].tolist() == ['a', 'b']

@@ -25,7 +25,8 @@ def test_miniature_grid_end_to_end(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'genemask.cli', 'run', '--params', str(mini_preset(tmp_path)), '--out', str(out)],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    for f in ('report.md', 'results.csv', 'ttests.csv', 'fig3_steps.png', 'curves.png', 'report.ipynb', 'table4_tiny_4steps.csv'):
+    for f in ('report.md', 'results.csv', 'ttests.csv', 'fig3_steps.png', 'curves.png', 'spread.png', 'report.ipynb', 'table4_tiny_4steps.csv',
+              'report_files.json'):
         assert (out / f).exists(), f
     for run in ('random-weights_tiny_0steps_seed1', 'random_tiny_4steps_seed1', 'cm-gems_tiny_4steps_seed1'):
         d = out / 'runs' / run
@@ -45,6 +46,29 @@ def test_miniature_grid_end_to_end(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'genemask.cli', 'run', '--params', str(mini_preset(tmp_path)), '--out', str(out)],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0 and r.stdout.count('skipped (done)') == 3, r.stdout[-2000:]
+
+def test_write_report_draws_the_spread_and_links_it(tmp_path):
+    "On a small synthetic grid folder (no training): spread.png is written, linked from report.md after the tables, listed in report_files.json."
+    import numpy as np
+    from genemask.experiments import write_report
+    rng = np.random.default_rng(0)
+    for label, steps in (('random weights', 0), ('random', 4), ('cm-gems', 4)):
+        for seed in (1, 2):
+            rows = pd.DataFrame([dict(task=t, shots=n, repeat=r, accuracy=rng.uniform(.4, .9), label=label, arch='tiny', steps=steps,
+                                      strategy=None if steps == 0 else label, pretrain_seed=seed)
+                                 for t in ('a', 'b') for n in (10, 50) for r in range(3)])
+            d = tmp_path / 'runs' / f"{label.replace(' ', '-')}_tiny_{steps}steps_seed{seed}"
+            (d / 'eval').mkdir(parents=True)
+            rows.to_csv(d / 'eval' / 'fewshot.csv', index=False)
+            (d / 'done.json').write_text('{}')
+    files = write_report(tmp_path)
+    assert files['spread'] == tmp_path / 'spread.png' and (tmp_path / 'spread.png').read_bytes()[:4] == b'\x89PNG'
+    md = (tmp_path / 'report.md').read_text()
+    assert md.count('![spread](spread.png)') == 1
+    assert md.index('Table 4 analogue') < md.index('![spread](spread.png)') < md.index('## Paired t-tests')
+    listed = json.loads((tmp_path / 'report_files.json').read_text())
+    assert listed == {k: str(v) for k, v in files.items()} and listed['spread'] == str(tmp_path / 'spread.png')
+    assert not list(tmp_path.glob('.*.tmp'))                # written atomically: no temporary file left
 
 def test_a_failed_run_is_reported_and_does_not_stop_the_others(tmp_path):
     from genemask.experiments import load_preset, run_grid

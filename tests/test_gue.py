@@ -15,6 +15,7 @@ from genemask.tokenize import KmerTokenizer
 from genemask.models import build_model, save_checkpoint
 from genemask import evaluate as ev
 from genemask.tasks import GUE_TASKS, task_names
+from genemask.cli import main as genemask
 
 torch.set_num_threads(1)
 TASKS = {'EMP/H3': 2, 'prom/prom_core_all': 2, 'tf/0': 2, 'tf/1': 2, 'mouse/0': 2, 'splice/reconstructed': 3}
@@ -51,8 +52,13 @@ def run(ckpt, gue, out, *extra):
     return ev.evaluate_cli([str(ckpt), '--full', str(gue), '--out', str(out), '--init', 'random', *QUICK, *extra])
 
 
+def cli(ckpt, gue, out, *extra):
+    "The same through the console script's entry point: errors on stderr, exit status 1."
+    return genemask(['evaluate', str(ckpt), '--full', str(gue), '--out', str(out), '--init', 'random', *QUICK, *extra])
+
+
 def test_missing_dev_refused_naming_the_folder(ckpt, gue, tmp_path, capsys):
-    assert run(ckpt, gue, tmp_path / 'out') == 2
+    assert cli(ckpt, gue, tmp_path / 'out') == 1
     err = capsys.readouterr().err
     assert 'tf/1: no dev.csv' in err and '--missing-dev hold-out' in err
     assert not (tmp_path / 'out' / 'gue.csv').exists()          # refused before any training
@@ -117,7 +123,7 @@ def test_resume_skips_finished_tasks(ckpt, gue, tmp_path, monkeypatch):
 
 def test_not_a_gue_folder(ckpt, tmp_path, capsys):
     (tmp_path / 'empty').mkdir()
-    assert ev.evaluate_cli([str(ckpt), '--full', str(tmp_path / 'empty'), '--quiet']) == 2
+    assert genemask(['evaluate', str(ckpt), '--full', str(tmp_path / 'empty'), '--quiet']) == 1
     assert 'empty' in capsys.readouterr().err
 
 

@@ -289,3 +289,29 @@ def test_killed_while_counting_with_workers(tmp_path):
     assert rc == 128 + signal.SIGTERM, err
     assert time.time() - t0 < 60
     assert sorted(p.name for p in tmp_path.iterdir()) == ['READY', 'g.fa']
+
+
+# --- issue 19: the TSV and its .ranks.npy are one unit ----------------------------------------------------
+
+def test_a_kill_between_the_two_renames_cannot_pair_two_genomes(tmp_path, monkeypatch):
+    "Genome B's rank array renamed into place, the run killed before B's TSV: A's TSV and B's array must not load as a pair."
+    import genemask.npmi as m
+    a, b = random_fasta(tmp_path / 'a.fa', seed=1), random_fasta(tmp_path / 'b.fa', seed=2)
+    out, args = tmp_path / 'r.tsv', ['--k', '4', '--min-count', '2', '--quiet']
+    assert npmi_cli([str(b), str(out), *args]) == 0
+    ranks_b = load_ranks(out, 4)
+    assert npmi_cli([str(a), str(out), *args]) == 0
+    ranks_a = load_ranks(out, 4)
+    assert not np.array_equal(ranks_a, ranks_b)
+    real = m.atomic_write
+    def killed_before_the_tsv(path, write):
+        if Path(path).suffix == '.tsv': raise KeyboardInterrupt     # SIGKILL between the two renames
+        return real(path, write)
+    monkeypatch.setattr(m, 'atomic_write', killed_before_the_tsv)
+    with pytest.raises(KeyboardInterrupt): npmi_cli([str(b), str(out), *args])
+    monkeypatch.undo()
+    assert np.array_equal(np.load(ranks_path(out)), ranks_b)        # B's array beside A's TSV ...
+    with pytest.raises(ValueError, match=r'r.ranks.npy: does not match the ranking .*r.tsv'): load_ranks(ranks_path(out), 4)
+    assert np.array_equal(load_ranks(out, 4), ranks_a)              # ... and the TSV is still A's, whole
+    assert npmi_cli([str(b), str(out), *args]) == 0                 # a rerun writes both again
+    assert np.array_equal(load_ranks(ranks_path(out), 4), ranks_b)

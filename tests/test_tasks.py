@@ -1,5 +1,5 @@
 """genemask.tasks: loaders, task builders, the `genemask tasks` command line and every bad-input path."""
-import json, os, random
+import json, os, random, re
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -140,7 +140,8 @@ def test_cli_yeast_promoters(tmp_path, capsys):
     assert t.classes == ['non-promoter', 'promoter'] and {len(x) for x in t.test.seqs} == {70}
     assert s['tasks']['prom_core']['counts']['test'] == dict(zip(t.classes, t.test.counts(2).tolist()))
     before = (out / 'prom_300' / 'train.csv').read_bytes()
-    assert main(args) == 1                                          # exists, no --overwrite
+    assert main(args) == 0 and (out / 'prom_300' / 'train.csv').read_bytes() == before   # same inputs: kept
+    assert main(args[:-1] + ['--seed', '7', '--quiet']) == 1          # other inputs, no --overwrite
     assert 'exist' in capsys.readouterr().err
     assert main(args + ['--overwrite']) == 0
     assert (out / 'prom_300' / 'train.csv').read_bytes() == before   # same seed, same bytes
@@ -293,3 +294,144 @@ def test_gzipped_gff_and_unstranded_transcripts(tmp_path):
         f.write('chrR\t.\texon\t1\t10\t.\t.\t.\tParent=u\nchrR\t.\texon\t1\t10\t.\t-\t.\tParent=t\nchrR\t.\texon\t21\t30\t.\t-\t.\tParent=t\n')
     a = T.read_gff(tmp_path / 'x.gff.gz')
     assert [(t.id, t.strand, t.exons, t.tss) for t in a.transcripts] == [('t', '-', ((0, 10), (20, 30)), 29)]
+
+# ---- issue 20: the tasks read through pyfaidx are today's tasks -----------------------------------------------
+
+def _benchmark():
+    "benchmarks/tasks_memory.py, which keeps the old reading path as its baseline (one copy of it, shared with this test)."
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('tasks_memory', Path(__file__).resolve().parents[1] / 'benchmarks' / 'tasks_memory.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+old_decoy_candidates = _benchmark().old_decoy_candidates   # the reference: decoys as found before, on whole chromosomes in memory
+
+def old_reader_tasks(fasta, gff, out, monkeypatch, **kw):
+    "The reference build: the whole genome read into a dict, windows sliced out of it one by one."
+    from genemask.genome import read_fasta
+    genome = {n: bytes(s) for n, s in read_fasta(fasta)}
+    with monkeypatch.context() as m:
+        m.setattr(T, 'decoy_candidates', old_decoy_candidates)
+        m.setattr(T, '_windows', lambda g, chrom, start, end: [bytes(g[c][a:b]) if 0 <= a and b <= len(g[c]) else None
+                                                              for c, a, b in zip(chrom, start, end)])
+        tabs = T.task_tables(genome, T.check_seqids(genome, T.read_gff(gff), {n: len(s) for n, s in genome.items()}),
+                             progress=False, **kw)
+    out.mkdir()
+    return {n: T.write_task(df, out / n, n) for n, df in tabs.items()}
+
+FILES = ('train.csv', 'dev.csv', 'test.csv', 'windows.csv')
+
+def test_pyfaidx_tasks_equal_the_old_readers(tmp_path, monkeypatch):
+    seq, trs = random_genome(tmp_path, seed=3)
+    for fasta, gff, kw in ((YEAST[0], YEAST[1], dict(tasks=('prom_300', 'prom_core'), block_size=20_000)),
+                           (tmp_path / 'g.fa', tmp_path / 'g.gff', dict(block_size=5000))):
+        new = T.build_tasks(fasta, gff, tmp_path / f'new_{Path(gff).stem}', progress=False, **kw)
+        ref = old_reader_tasks(fasta, gff, tmp_path / f'ref_{Path(gff).stem}', monkeypatch, **kw)
+        assert list(new) == list(ref)
+        for n in ref:
+            for f in FILES: assert (new[n] / f).read_bytes() == (ref[n] / f).read_bytes(), (fasta, n, f)
+
+YEAST_DIGESTS = {  # sha256[:16] of the tables `build_tasks` wrote before the pyfaidx reader (commit c35d509)
+    'prom_300/train.csv': '9be2bce3c1fa5061', 'prom_300/dev.csv': '67ddfaab4f7e069a', 'prom_300/test.csv': '15813771b909054e',
+    'prom_300/windows.csv': 'd3511faaaab34dca', 'prom_core/train.csv': '4794e094aca55f87', 'prom_core/dev.csv': 'a712fd876441563a',
+    'prom_core/test.csv': '6c130a984c2a96ab', 'prom_core/windows.csv': '4c8aa2075815fec0'}
+
+def test_yeast_promoter_tables_are_byte_for_byte_those_of_before(tmp_path):
+    "Digests of the tables that the whole-genome reader wrote (commit c35d509) for yeast chromosome I."
+    import hashlib
+    paths = T.build_tasks(*YEAST, tmp_path, tasks=('prom_300', 'prom_core'), block_size=20_000, progress=False)
+    got = {f'{n}/{f}': hashlib.sha256((p / f).read_bytes()).hexdigest()[:16] for n, p in paths.items() for f in FILES}
+    assert got == YEAST_DIGESTS
+
+def test_duplicate_record_names_are_refused(tmp_path, capsys):
+    random_genome(tmp_path)
+    text = (tmp_path / 'g.fa').read_text()
+    (tmp_path / 'dup.fa').write_text(text + '>chrR again\n' + 'ACGT' * 30 + '\n')   # the last one used to win silently
+    assert main(['tasks', str(tmp_path / 'dup.fa'), str(tmp_path / 'g.gff'), str(tmp_path / 'o'), '--block-size', '5000', '--quiet']) == 1
+    err = capsys.readouterr().err
+    assert "dup.fa: duplicate record name 'chrR'" in err and err.count('\n') == 1
+    assert not (tmp_path / 'o' / 'splice_40').exists() and not (tmp_path / 'dup.fa.fai').exists()
+
+# ---- issue 19: the faults of the task builder --------------------------------------------------------------------
+
+def test_a_killed_build_resumes(tmp_path, monkeypatch, capsys):
+    random_genome(tmp_path)
+    args = ['tasks', str(tmp_path / 'g.fa'), str(tmp_path / 'g.gff'), str(tmp_path / 'o'), '--block-size', '5000', '--quiet']
+    real, calls = T.write_task, []
+    def killed_after_two(df, out, name, *a, **k):
+        if len(calls) == 2: raise KeyboardInterrupt   # as a kill: nothing after this runs
+        calls.append(name); return real(df, out, name, *a, **k)
+    monkeypatch.setattr(T, 'write_task', killed_after_two)
+    with pytest.raises(KeyboardInterrupt): T.tasks_cli(args[1:])
+    monkeypatch.setattr(T, 'write_task', real)
+    assert sorted(p.name for p in (tmp_path / 'o').iterdir()) == sorted(calls)         # two tasks, no summary
+    before = {n: (tmp_path / 'o' / n / 'task.json').stat().st_mtime_ns for n in calls}
+    assert main(args) == 0                                                             # the rerun resumes ...
+    assert {n: (tmp_path / 'o' / n / 'task.json').stat().st_mtime_ns for n in calls} == before   # ... keeping those
+    assert main(args[:3] + [str(tmp_path / 'fresh')] + args[4:]) == 0
+    for n in T.TASKS:
+        for f in FILES: assert (tmp_path / 'o' / n / f).read_bytes() == (tmp_path / 'fresh' / n / f).read_bytes()
+    assert json.loads((tmp_path / 'o' / 'summary.json').read_text())['tasks'].keys() == set(T.TASKS)
+    assert main(args[:-1] + ['--seed', '5', '--quiet']) == 1 and 'built from other inputs' in capsys.readouterr().err
+
+@pytest.mark.parametrize('extra,phrase', [
+    (['--block-size', '0'], 'block_size (--block-size) must be a positive'),
+    (['--block-size', '-1'], 'block_size (--block-size) must be a positive'),
+    (['--seed', '-1'], 'seed (--seed) must be a non-negative integer'),
+    (['--fractions', '0.8', '0', '0.2'], 'fractions (--fractions) must be 3 positive'),
+    (['--fractions', '0.8', '-0.1', '0.3'], 'fractions (--fractions) must be 3 positive'),
+    (['--fractions', 'nan', '1', '1'], 'fractions (--fractions) must be 3 positive'),
+    (['--fractions', 'inf', '1', '1'], 'fractions (--fractions) must be 3 positive'),
+])
+def test_bad_numbers_are_refused_by_name(tmp_path, capsys, extra, phrase):
+    random_genome(tmp_path)
+    assert main(['tasks', str(tmp_path / 'g.fa'), str(tmp_path / 'g.gff'), str(tmp_path / 'o'), '--quiet', *extra]) == 1
+    err = capsys.readouterr().err
+    assert phrase in err and err.count('\n') == 1, err
+    assert not (tmp_path / 'o').exists()
+
+def test_folders_and_files_mixed_up(tmp_path, capsys):
+    random_genome(tmp_path)
+    (tmp_path / 'afile').write_text('x')
+    for fa, gff, out, phrase in ((tmp_path, tmp_path / 'g.gff', tmp_path / 'o', 'is a folder'),
+                                 (tmp_path / 'g.fa', tmp_path, tmp_path / 'o', 'is a folder'),
+                                 (tmp_path / 'g.fa', tmp_path / 'g.gff', tmp_path / 'afile', 'is a file')):
+        assert main(['tasks', str(fa), str(gff), str(out), '--block-size', '5000', '--quiet']) == 1
+        err = capsys.readouterr().err
+        assert phrase in err and err.count('\n') == 1, err
+
+def test_undecodable_bytes_name_the_file_and_line(tmp_path):
+    import gzip
+    good = '##gff-version 3\nchrR\t.\texon\t1\t10\t.\t+\t.\tParent=t\n'
+    for name, data in (('x.gff', good.encode() + b'chrR\t.\texon\t20\t30\t.\t+\t.\tParent=t;Note=caf\xe9\n'),
+                       ('x.gff.gz', gzip.compress(good.encode() + b'\xff\xfe\n'))):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=rf"{re.escape(name)}, line 3: bytes .* are not UTF-8 text"): T.read_gff(tmp_path / name)
+    z = gzip.compress(''.join(f'chrR\t.\texon\t{i}\t{i + 5}\t.\t+\t.\tParent=t{i}\n' for i in range(1, 9999)).encode())
+    (tmp_path / 'gz.gff.gz').write_bytes(z[:len(z) // 2])                               # a truncated download
+    with pytest.raises(ValueError, match=r'gz.gff.gz: unreadable'): T.read_gff(tmp_path / 'gz.gff.gz')
+    t = gue(tmp_path / 't')
+    (t / 'train.csv').write_bytes(b'sequence,label\nACGT,0\nGGCC,1\nAC\xe9T,1\n')
+    with pytest.raises(ValueError, match=r'train.csv, line 4: bytes .* are not UTF-8'): T.load_task(t)
+
+def test_a_split_without_every_class_is_refused(tmp_path, capsys):
+    "Yeast chromosome I has few introns: with 20 kb blocks some split of splice_40 holds no donor or acceptor."
+    assert main(['tasks', str(YEAST[0]), str(YEAST[1]), str(tmp_path / 'o'), '--tasks', 'splice_40',
+                 '--block-size', '20000', '--quiet']) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"splice_40: the (dev|test) split has no '(donor|acceptor|neither)'", err), err
+    assert not (tmp_path / 'o' / 'splice_40').exists()
+
+def test_a_failed_first_run_leaves_no_folder_and_errors_name_the_output(tmp_path, capsys):
+    random_genome(tmp_path)
+    (tmp_path / 'other.gff').write_text((tmp_path / 'g.gff').read_text().replace('chrR\t', 'chr9\t'))
+    (tmp_path / 'e.fa').write_text('')
+    for fa, gff in ((tmp_path / 'g.fa', tmp_path / 'other.gff'), (tmp_path / 'e.fa', tmp_path / 'g.gff')):
+        assert main(['tasks', str(fa), str(gff), str(tmp_path / 'o'), '--quiet']) == 1
+        assert not (tmp_path / 'o').exists(), fa                      # not even an empty folder
+    capsys.readouterr()
+    (tmp_path / 'afile').write_text('x')
+    for out in (tmp_path / 'afile' / 'o', Path('/proc/genemask-test/o')):
+        assert main(['tasks', str(tmp_path / 'g.fa'), str(tmp_path / 'g.gff'), str(out), '--quiet']) == 1
+        err = capsys.readouterr().err
+        assert f'{out}: cannot create the output folder' in err and err.count('\n') == 1, err
