@@ -507,8 +507,8 @@ def plot_bars(results:pd.DataFrame, # rows of `few_shot` / `fine_tune`
               ax=None, # matplotlib axes (default: a new figure)
               tasks=None, # task order (default: as they first appear in `results`)
              ):
-    "Grouped bar chart of mean `metric` per setting and model, error bars one sd; returns the figure."
-    import matplotlib.pyplot as plt
+    "Grouped bar chart of mean `metric` per setting and model, error bars one sd, every repeat's score a point over its bar."
+    import matplotlib.pyplot as plt, seaborn as sns
     s = summarize(results, metric, by, model_col, tasks)
     cols = _settings(results, by)
     s['setting'] = [_setting_label(cols, k) for k in s[cols].itertuples(index=False)] if cols else metric
@@ -519,8 +519,11 @@ def plot_bars(results:pd.DataFrame, # rows of `few_shot` / `fine_tune`
     for j, m in enumerate(models):
         sm = s[s[model_col] == m].set_index('setting').reindex(settings)
         ax.bar(np.arange(len(settings)) + (j - (len(models) - 1) / 2) * w, sm['mean'], w, yerr=sm['sd'],
-               capsize=3, label=m)
-    ax.set_xticks(np.arange(len(settings)), settings, rotation=20 if len(settings) > 3 else 0)
+               capsize=3, label=m, alpha=.75)
+    rows = results.assign(setting=[_setting_label(cols, k) for k in results[cols].itertuples(index=False)] if cols else metric)
+    sns.stripplot(data=rows, x='setting', y=metric, hue=model_col, order=settings, hue_order=models, dodge=True, jitter=0.1,
+                  palette=['k'] * len(models), size=2.5, legend=False, ax=ax)   # seaborn dodges as the bars are placed
+    ax.set_xticks(np.arange(len(settings)), settings, rotation=20 if len(settings) > 3 else 0); ax.set_xlabel('')
     ax.set_ylabel(metric); ax.legend(fontsize=8)
     ax.figure.tight_layout()
     return ax.figure
