@@ -485,7 +485,7 @@ def open_run(out_dir:Path, # the run folder
         except (ValueError, OSError) as e: decision = e
     if dist.is_initialized():
         box = [decision]; dist.broadcast_object_list(box, src=0); decision = box[0]
-    if isinstance(decision, Exception): raise decision
+    if isinstance(decision, Exception): release_lock(out_dir); raise decision   # a refused run leaves no lock behind
     return decision
 
 def _open_run(out_dir, cfg, overwrite):
@@ -554,7 +554,7 @@ class TrainLog:
 
     def _stop(self, step, loss):
         good = latest_checkpoint(self.out_dir)
-        self.log.write(dict(step=step, event='non-finite loss', loss=str(loss))); self.log.close()
+        self.log.write(dict(step=step, event='non-finite loss', loss=str(loss))); self.log.close(); release_lock(self.out_dir)
         if self.bar is not None: self.bar.close()
         raise FloatingPointError(f'loss is {loss} at step {step}: training stopped; ' +
                                  (f'the last good checkpoint is {good}' if good else 'no checkpoint was saved before it'))

@@ -129,6 +129,7 @@ def test_nan_loss_stops_with_the_last_good_checkpoint(data, tmp_path, monkeypatc
     m = read_metrics(out)
     assert m.query('event == "non-finite loss"').step.tolist() == [7]
     assert not (out / 'final').exists() and not (out / 'summary.json').exists()
+    assert not (tmp_path / '.nan.lock').exists()                                 # nor a stopped one
 
 
 @pytest.fixture(scope='module')
@@ -191,6 +192,7 @@ def test_another_runs_folder_is_refused_with_the_differing_keys(data, tmp_path, 
     msg = str(e.value)
     assert 'holds another run' in msg and 'lr: 0.005 in the folder, 0.001 now' in msg and "strategy: 'random'" in msg
     assert 'seed' not in msg and 'steps:' not in msg                             # only the keys that differ
+    assert not (tmp_path / '.run.lock').exists()                                 # a refused run leaves no lock behind
     assert pretrain(**{**kw, 'save_every': 1, 'log_every': 2})['param_sha256'] == first['param_sha256']  # same run: done
     again = pretrain(**{**kw, 'lr': 1e-3, 'overwrite': True})                    # overwrite=True starts over
     assert again['param_sha256'] != first['param_sha256']
