@@ -368,8 +368,9 @@ def run_grid(cfg:dict, # a preset from `load_preset`
     "Prepare the data and execute every run of the grid; one status row per run."
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ValueError(f'--jobs must be a positive integer, got {jobs!r}')
+    from genemask.genome import _writable   # a real probe (as root, os.access says yes to read-only file systems)
     here = next(q for q in [Path(out_dir).resolve(), *Path(out_dir).resolve().parents] if q.exists())
-    if not here.is_dir() or not os.access(here, os.W_OK):
+    if not here.is_dir() or not _writable(here):
         raise NotADirectoryError(f'--out {out_dir}: {here} is not a writable folder')
     check_inputs(cfg)                                      # all before anything is written into `out_dir`
     out_dir = Path(out_dir).resolve(); out_dir.mkdir(parents=True, exist_ok=True)   # the runs execute in their own folders
